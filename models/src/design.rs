@@ -1,0 +1,158 @@
+//! Features → design matrix: numeric columns imputed (with a missing indicator where asked) and
+//! standardised, booleans as 0/1, categoricals one-hot on the levels seen in training (an unseen
+//! level is all zeros). Everything learnt is recorded so scoring is reproducible.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelError, Result};
+
+/// Which feature columns a model uses and how.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureSpec {
+    pub numeric: Vec<String>,
+    /// Numeric columns that also get a `<name>__missing` indicator.
+    pub missing_indicator: Vec<String>,
+    pub boolean: Vec<String>,
+    pub categorical: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NumericColumn {
+    pub name: String,
+    /// Value used for nulls (the training mean).
+    pub impute: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub missing_indicator: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CategoricalColumn {
+    pub name: String,
+    pub levels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Preprocessor {
+    pub numeric: Vec<NumericColumn>,
+    pub boolean: Vec<String>,
+    pub categorical: Vec<CategoricalColumn>,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| ModelError::Schema(format!("feature column {name} is missing")))
+}
+
+fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let a = cast(column(batch, name)?, &DataType::Float64)
+        .map_err(|e| ModelError::Schema(format!("feature column {name} is not numeric: {e}")))?;
+    Ok(a.as_primitive::<Float64Type>().iter().collect())
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let a = cast(column(batch, name)?, &DataType::Utf8)
+        .map_err(|e| ModelError::Schema(format!("feature column {name}: {e}")))?;
+    Ok(a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect())
+}
+
+impl Preprocessor {
+    /// Learn imputation values, scales and levels from training batches.
+    pub fn fit(spec: &FeatureSpec, batches: &[RecordBatch]) -> Result<Preprocessor> {
+        let mut numeric = Vec::new();
+        for name in &spec.numeric {
+            let mut values = Vec::new();
+            for b in batches {
+                values.extend(floats(b, name)?.into_iter().flatten());
+            }
+            let n = values.len().max(1) as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+            numeric.push(NumericColumn {
+                name: name.clone(),
+                impute: mean,
+                mean,
+                std,
+                missing_indicator: spec.missing_indicator.contains(name),
+            });
+        }
+        let mut categorical = Vec::new();
+        for name in &spec.categorical {
+            let mut levels: Vec<String> = Vec::new();
+            for b in batches {
+                levels.extend(strings(b, name)?.into_iter().flatten());
+            }
+            levels.sort();
+            levels.dedup();
+            categorical.push(CategoricalColumn { name: name.clone(), levels });
+        }
+        Ok(Preprocessor { numeric, boolean: spec.boolean.clone(), categorical })
+    }
+
+    /// Design column names, in matrix order.
+    pub fn column_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for c in &self.numeric {
+            names.push(c.name.clone());
+            if c.missing_indicator {
+                names.push(format!("{}__missing", c.name));
+            }
+        }
+        names.extend(self.boolean.iter().cloned());
+        for c in &self.categorical {
+            for l in &c.levels {
+                names.push(format!("{}={}", c.name, l));
+            }
+        }
+        names
+    }
+
+    /// The feature a design column comes from.
+    pub fn source_of<'a>(&self, design_name: &'a str) -> &'a str {
+        design_name.split("__missing").next().unwrap_or(design_name).split('=').next().unwrap_or(design_name)
+    }
+
+    /// The design matrix of a batch.
+    pub fn transform(&self, batch: &RecordBatch) -> Result<Array2<f64>> {
+        let n = batch.num_rows();
+        let width = self.column_names().len();
+        let mut x = Array2::<f64>::zeros((n, width));
+        let mut j = 0;
+        for c in &self.numeric {
+            let values = floats(batch, &c.name)?;
+            for (i, v) in values.iter().enumerate() {
+                x[[i, j]] = (v.unwrap_or(c.impute) - c.mean) / c.std;
+                if c.missing_indicator {
+                    x[[i, j + 1]] = if v.is_none() { 1.0 } else { 0.0 };
+                }
+            }
+            j += if c.missing_indicator { 2 } else { 1 };
+        }
+        for name in &self.boolean {
+            let a = column(batch, name)?;
+            let b = a
+                .as_boolean_opt()
+                .ok_or_else(|| ModelError::Schema(format!("feature column {name} is not boolean")))?;
+            for i in 0..n {
+                x[[i, j]] = if b.is_valid(i) && b.value(i) { 1.0 } else { 0.0 };
+            }
+            j += 1;
+        }
+        for c in &self.categorical {
+            let values = strings(batch, &c.name)?;
+            for (i, v) in values.iter().enumerate() {
+                if let Some(pos) = v.as_ref().and_then(|v| c.levels.binary_search(v).ok()) {
+                    x[[i, j + pos]] = 1.0;
+                }
+            }
+            j += c.levels.len();
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,164 @@
+//! # flywheel models
+//!
+//! Logistic scoring models. This crate knows nothing of SQL or storage layout: it turns Arrow
+//! record batches of features into a design matrix ([`Preprocessor`]), fits an L2-regularised
+//! logistic regression with `linfa-logistic` ([`fit`]), evaluates it ([`evaluate`]) and scores
+//! batches as they stream ([`Model::score`]), explaining each score by the features that push it
+//! up most (coefficient × standardised value).
+//!
+//! Two traps of linfa-logistic 0.8.1 are handled here: it takes the *more frequent* label as its
+//! positive class (so [`fit`] flips the coefficients when `true` is the rarer label, and `p` is
+//! always P(label = true)), and it silently returns the last iterate at `max_iterations` (so
+//! [`fit`] measures the gradient at the solution and reports convergence itself).
+
+mod design;
+mod metrics;
+
+pub use design::{FeatureSpec, Preprocessor};
+pub use metrics::{evaluate, CalibrationBin, Metrics};
+
+use linfa::prelude::*;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the features do not fit the model: {0}")]
+    Schema(String),
+    #[error("training failed: {0}")]
+    Training(String),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Fit settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FitSettings {
+    /// L2 strength: the objective is sum of log-losses + alpha/2 ‖w‖² (intercept not penalised),
+    /// the same as scikit-learn's `LogisticRegression(C = 1/alpha)`.
+    pub alpha: f64,
+    pub max_iterations: u64,
+    pub gradient_tolerance: f64,
+}
+
+/// What came out of the optimiser.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Convergence {
+    pub converged: bool,
+    /// Largest absolute gradient component of the objective at the solution, divided by rows.
+    pub max_gradient_per_row: f64,
+}
+
+/// A fitted model: preprocessing plus coefficients in design-matrix order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Model {
+    pub preprocessor: Preprocessor,
+    pub intercept: f64,
+    /// (design column name, coefficient)
+    pub coefficients: Vec<(String, f64)>,
+    pub convergence: Convergence,
+}
+
+/// Fit a logistic model of `y` (true = positive) on the design matrix `x`.
+pub fn fit(preprocessor: Preprocessor, x: &Array2<f64>, y: &[bool], settings: &FitSettings) -> Result<Model> {
+    let n = x.nrows();
+    if n == 0 {
+        return Err(ModelError::Training("the training population is empty".into()));
+    }
+    let positives = y.iter().filter(|v| **v).count();
+    if positives == 0 || positives == n {
+        return Err(ModelError::Training(format!(
+            "the label has one class only ({positives} positives of {n} rows); pick another snapshot or a longer horizon"
+        )));
+    }
+    let targets = Array1::from_iter(y.iter().copied());
+    let dataset = Dataset::new(x.clone(), targets);
+    let fitted = LogisticRegression::default()
+        .alpha(settings.alpha)
+        .max_iterations(settings.max_iterations)
+        .gradient_tolerance(settings.gradient_tolerance)
+        .fit(&dataset)
+        .map_err(|e| ModelError::Training(e.to_string()))?;
+    // linfa's positive class is the more frequent label: make p = P(true).
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let w: Vec<f64> = fitted.params().iter().map(|v| v * sign).collect();
+    let intercept = fitted.intercept() * sign;
+    let convergence = check_convergence(x, y, &w, intercept, settings);
+    let names = preprocessor.column_names();
+    if names.len() != w.len() {
+        return Err(ModelError::Training(format!("{} design columns but {} coefficients", names.len(), w.len())));
+    }
+    Ok(Model { preprocessor, intercept, coefficients: names.into_iter().zip(w).collect(), convergence })
+}
+
+fn check_convergence(x: &Array2<f64>, y: &[bool], w: &[f64], b: f64, s: &FitSettings) -> Convergence {
+    let n = x.nrows() as f64;
+    let w_arr = Array1::from_vec(w.to_vec());
+    let z = x.dot(&w_arr) + b;
+    let resid: Array1<f64> = z.iter().zip(y).map(|(z, y)| sigmoid(*z) - if *y { 1.0 } else { 0.0 }).collect();
+    let grad_w = x.t().dot(&resid) + &w_arr * s.alpha;
+    let grad_b = resid.sum();
+    let max = grad_w.iter().chain(std::iter::once(&grad_b)).fold(0.0f64, |m, g| m.max(g.abs())) / n;
+    Convergence { converged: max.is_finite() && max <= 1e-3, max_gradient_per_row: max }
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// One customer's score and the features that push it up most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub p: f64,
+    /// Up to three (feature, contribution) with positive contribution, largest first.
+    pub top_features: Vec<(String, f64)>,
+}
+
+impl Model {
+    /// Probabilities for a design matrix.
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<f64> {
+        let w = Array1::from_iter(self.coefficients.iter().map(|(_, c)| *c));
+        (x.dot(&w) + self.intercept).iter().map(|z| sigmoid(*z)).collect()
+    }
+
+    /// Score a batch of features.
+    pub fn score(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<Score>> {
+        let x = self.preprocessor.transform(batch)?;
+        let p = self.predict(&x);
+        let mut out = Vec::with_capacity(p.len());
+        for (i, p) in p.into_iter().enumerate() {
+            // Contributions per source feature (one-hot levels and missing indicators add up).
+            let mut contrib: Vec<(String, f64)> = Vec::new();
+            for (j, (name, c)) in self.coefficients.iter().enumerate() {
+                let v = c * x[[i, j]];
+                let source = self.preprocessor.source_of(name).to_string();
+                match contrib.iter_mut().find(|(s, _)| *s == source) {
+                    Some(slot) => slot.1 += v,
+                    None => contrib.push((source, v)),
+                }
+            }
+            contrib.retain(|(_, v)| *v > 0.0);
+            contrib.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            contrib.truncate(3);
+            out.push(Score { p, top_features: contrib });
+        }
+        Ok(out)
+    }
+
+    /// Coefficient of a design column, for tests and reports.
+    pub fn coefficient(&self, name: &str) -> Option<f64> {
+        self.coefficients.iter().find(|(n, _)| n == name).map(|(_, c)| *c)
+    }
+}
+
+#[cfg(test)]
+mod tests;

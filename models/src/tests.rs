@@ -1,0 +1,132 @@
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use super::*;
+
+fn batch(x: &[Option<f64>], flag: &[bool], cat: &[&str]) -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("x", DataType::Float64, true),
+        Field::new("flag", DataType::Boolean, false),
+        Field::new("cat", DataType::Utf8, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Float64Array::from(x.to_vec())),
+            Arc::new(BooleanArray::from(flag.to_vec())),
+            Arc::new(StringArray::from(cat.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+fn spec() -> FeatureSpec {
+    FeatureSpec {
+        numeric: vec!["x".into()],
+        missing_indicator: vec!["x".into()],
+        boolean: vec!["flag".into()],
+        categorical: vec!["cat".into()],
+    }
+}
+
+fn settings() -> FitSettings {
+    FitSettings { alpha: 1.0, max_iterations: 200, gradient_tolerance: 1e-6 }
+}
+
+/// A deterministic imbalanced set: ~5% positives, positive more likely for large x.
+fn imbalanced(n: usize) -> (RecordBatch, Vec<bool>) {
+    let mut state = 12345u64;
+    let mut rnd = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut xs = Vec::new();
+    let mut flags = Vec::new();
+    let mut cats = Vec::new();
+    let mut y = Vec::new();
+    for _ in 0..n {
+        let x = rnd() * 4.0 - 2.0;
+        let flag = rnd() < 0.3;
+        let p = sigmoid(-3.5 + 1.5 * x + if flag { 0.5 } else { 0.0 });
+        xs.push(if rnd() < 0.05 { None } else { Some(x) });
+        flags.push(flag);
+        cats.push(if rnd() < 0.5 { "a" } else { "b" });
+        y.push(rnd() < p);
+    }
+    (batch(&xs, &flags, &cats), y)
+}
+
+#[test]
+fn p_is_the_probability_of_the_rare_positive_label() {
+    let (b, y) = imbalanced(4000);
+    let rate = y.iter().filter(|v| **v).count() as f64 / y.len() as f64;
+    assert!(rate < 0.15, "the set must be imbalanced, got {rate}");
+    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let x = pre.transform(&b).unwrap();
+    let model = fit(pre, &x, &y, &settings()).unwrap();
+    assert!(model.convergence.converged, "{:?}", model.convergence);
+    assert!(model.coefficient("x").unwrap() > 0.5, "x pushes the positive label up: {:?}", model.coefficients);
+    let p = model.predict(&x);
+    let mean_p = p.iter().sum::<f64>() / p.len() as f64;
+    assert!((mean_p - rate).abs() < 0.02, "mean p {mean_p} should match the positive rate {rate}");
+    let m = evaluate(&p, &y);
+    assert!(m.roc_auc > 0.75, "{}", m.roc_auc);
+}
+
+#[test]
+fn non_convergence_is_reported() {
+    let (b, y) = imbalanced(2000);
+    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let x = pre.transform(&b).unwrap();
+    let model = fit(pre, &x, &y, &FitSettings { max_iterations: 1, ..settings() }).unwrap();
+    assert!(!model.convergence.converged, "{:?}", model.convergence);
+}
+
+#[test]
+fn an_unseen_category_scores_like_no_category() {
+    let (b, y) = imbalanced(1000);
+    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let x = pre.transform(&b).unwrap();
+    let model = fit(pre, &x, &y, &settings()).unwrap();
+    let new = batch(&[Some(1.0), None], &[true, false], &["zzz", "a"]);
+    let scores = model.score(&new).unwrap();
+    assert_eq!(scores.len(), 2);
+    let xs = model.preprocessor.transform(&new).unwrap();
+    let names = model.preprocessor.column_names();
+    for (j, n) in names.iter().enumerate() {
+        if n.starts_with("cat=") {
+            assert_eq!(xs[[0, j]], 0.0, "an unseen level sets no one-hot column");
+        }
+        if n == "x__missing" {
+            assert_eq!(xs[[1, j]], 1.0);
+        }
+    }
+    assert!(scores.iter().all(|s| s.p > 0.0 && s.p < 1.0));
+}
+
+#[test]
+fn one_class_and_empty_populations_are_errors_not_panics() {
+    let b = batch(&[Some(1.0), Some(2.0)], &[true, false], &["a", "b"]);
+    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let x = pre.transform(&b).unwrap();
+    assert!(fit(pre.clone(), &x, &[true, true], &settings()).is_err());
+    let empty = b.slice(0, 0);
+    let x0 = pre.transform(&empty).unwrap();
+    assert!(fit(pre, &x0, &[], &settings()).is_err());
+}
+
+#[test]
+fn metrics_on_a_hand_checked_example() {
+    // Scores 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg): pairs ranked right 3 of 4.
+    let m = evaluate(&[0.9, 0.8, 0.7, 0.1], &[true, false, true, false]);
+    assert!((m.roc_auc - 0.75).abs() < 1e-12);
+    // Average precision: (1/1 + 2/3) / 2.
+    assert!((m.pr_auc - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+    assert!((m.brier - (0.01 + 0.64 + 0.09 + 0.01) / 4.0).abs() < 1e-12);
+    assert_eq!(m.base_rate, 0.5);
+    // Ties: one positive and one negative with the same score count half.
+    let t = evaluate(&[0.5, 0.5], &[true, false]);
+    assert!((t.roc_auc - 0.5).abs() < 1e-12);
+}

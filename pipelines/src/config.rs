@@ -1,0 +1,132 @@
+//! Run configuration: every default of domain.md, read from `flywheel.toml` (when present),
+//! then `FLYWHEEL_*` environment variables, then command-line flags, each overriding the last.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FlywheelError, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Root of the input exports (local path, file:// or s3:// URL).
+    pub input: String,
+    /// Root of the published outputs.
+    pub output: String,
+    /// Root of the model registry; defaults to `<output>/models`.
+    pub models: Option<String>,
+    pub attribution_window_days: i64,
+    pub max_signups_per_referrer_per_day: i64,
+    pub refer_horizon_days: i64,
+    pub churn_horizon_days: i64,
+    pub churn_alert_threshold: f64,
+    pub ambassador_top_share: f64,
+    pub candidate_cooldown_days: i64,
+    pub alert_cooldown_days: i64,
+    pub max_reject_share: f64,
+    /// Memory budget of the query engine (sorts and aggregates spill beyond it).
+    pub memory_limit_mb: u64,
+    /// Partitions the engine plans with; fixed so results do not depend on the machine.
+    pub target_partitions: usize,
+    /// L2 strength (alpha) of the logistic models, per training row (see README).
+    pub l2: f64,
+    pub max_iterations: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            input: "./data".into(),
+            output: "./out".into(),
+            models: None,
+            attribution_window_days: 90,
+            max_signups_per_referrer_per_day: 5,
+            refer_horizon_days: 90,
+            churn_horizon_days: 180,
+            churn_alert_threshold: 0.5,
+            ambassador_top_share: 0.05,
+            candidate_cooldown_days: 30,
+            alert_cooldown_days: 30,
+            max_reject_share: 0.01,
+            memory_limit_mb: 4096,
+            target_partitions: 2,
+            l2: 1.0,
+            max_iterations: 200,
+        }
+    }
+}
+
+impl Config {
+    /// Load from an explicit file (must exist), else `./flywheel.toml` when present, then apply
+    /// `FLYWHEEL_<KEY>` environment variables.
+    pub fn load(path: Option<&str>) -> Result<Config> {
+        let mut cfg = match path {
+            Some(p) => Self::from_file(p, true)?,
+            None => Self::from_file("flywheel.toml", false)?,
+        };
+        cfg.apply_env()?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    // The config file is not a data path: it is read from the local filesystem.
+    fn from_file(path: &str, must_exist: bool) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Config::default()),
+            Err(e) => return Err(FlywheelError::Config(format!("cannot read config file {path}: {e}"))),
+        };
+        toml::from_str(&text).map_err(|e| {
+            FlywheelError::Config(format!("config file {path} is not valid: {e}; see README, Configuration"))
+        })
+    }
+
+    fn apply_env(&mut self) -> Result<()> {
+        // Round-trip through a TOML table so each key is parsed with its own type.
+        let mut table = toml::Table::try_from(&*self).map_err(FlywheelError::internal)?;
+        let keys: Vec<String> = table.keys().cloned().collect();
+        let mut changed = false;
+        for key in keys.into_iter().chain(std::iter::once("models".to_string())) {
+            let var = format!("FLYWHEEL_{}", key.to_ascii_uppercase());
+            let Ok(raw) = std::env::var(&var) else { continue };
+            let value = match table.get(&key) {
+                Some(toml::Value::Integer(_)) => raw.parse::<i64>().map(toml::Value::Integer).ok(),
+                Some(toml::Value::Float(_)) => raw.parse::<f64>().map(toml::Value::Float).ok(),
+                _ => Some(toml::Value::String(raw.clone())),
+            };
+            let value = value.ok_or_else(|| FlywheelError::Config(format!("{var}={raw:?} is not a number")))?;
+            table.insert(key, value);
+            changed = true;
+        }
+        if changed {
+            *self = table.try_into().map_err(|e| FlywheelError::Config(format!("environment: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: &str| Err(FlywheelError::Config(m.to_string()));
+        if self.attribution_window_days < 0 || self.refer_horizon_days <= 0 || self.churn_horizon_days <= 0 {
+            return bad("attribution_window_days must be >= 0 and the horizons > 0");
+        }
+        if self.max_signups_per_referrer_per_day < 0 || self.candidate_cooldown_days < 0 || self.alert_cooldown_days < 0 {
+            return bad("max_signups_per_referrer_per_day and the cooldowns must be >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.churn_alert_threshold)
+            || !(0.0..=1.0).contains(&self.ambassador_top_share)
+            || !(0.0..=1.0).contains(&self.max_reject_share)
+        {
+            return bad("churn_alert_threshold, ambassador_top_share and max_reject_share must be in [0, 1]");
+        }
+        if self.target_partitions == 0 || self.memory_limit_mb < 64 {
+            return bad("target_partitions must be >= 1 and memory_limit_mb >= 64");
+        }
+        if self.l2 < 0.0 || self.max_iterations == 0 {
+            return bad("l2 must be >= 0 and max_iterations >= 1");
+        }
+        Ok(())
+    }
+
+    pub fn models_root(&self) -> String {
+        self.models.clone().unwrap_or_else(|| format!("{}/models", self.output.trim_end_matches('/')))
+    }
+}

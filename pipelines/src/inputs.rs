@@ -1,0 +1,361 @@
+//! Reading the input exports: list every `*.parquet` below an input's prefix, check each file's
+//! schema against the contract, and convert the physical types exporters write (pandas' int64 and
+//! float money, naive nanosecond timestamps, large or dictionary strings, ...) into the contract's
+//! types. A value that cannot be converted without loss is not a type error: its row is marked
+//! with the reason and later quarantined by the row rules.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch,
+    StringArray, StringBuilder, TimestampNanosecondArray,
+};
+use arrow::compute::{cast_with_options, CastOptions};
+use arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use futures::TryStreamExt;
+// ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
+// still works and is what DataFusion 55 itself uses, so we keep it until the upgrade.
+#[allow(deprecated)]
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use serde::Serialize;
+
+use crate::contracts::{ColType, Contract};
+use crate::error::{FlywheelError, Result};
+use crate::storage::Root;
+
+/// Name of the column that carries conversion problems of a row into validation.
+pub const CONVERSION_ERRORS: &str = "_conversion_errors";
+/// Name of the column that records which file a row came from.
+pub const SOURCE_FILE: &str = "_source_file";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub size: u64,
+    pub last_modified: String,
+    pub rows: u64,
+}
+
+pub struct LoadedInput {
+    /// Batches in the staging schema: contract columns (integers widened to int64 so that an
+    /// out-of-range value can be reported by row), then `_source_file`, `_conversion_errors`.
+    pub batches: Vec<RecordBatch>,
+    pub schema: SchemaRef,
+    pub files: Vec<InputFile>,
+}
+
+/// The type a contract column has while it is being validated.
+pub fn staging_type(ty: ColType) -> DataType {
+    match ty {
+        ColType::Int32 => DataType::Int64,
+        ColType::Decimal(_, s) => DataType::Decimal128(38, s),
+        other => other.arrow(),
+    }
+}
+
+pub fn staging_schema(contract: &Contract) -> SchemaRef {
+    let mut fields: Vec<Field> = contract
+        .columns
+        .iter()
+        .map(|c| Field::new(&c.name, staging_type(c.ty), true))
+        .collect();
+    fields.push(Field::new(SOURCE_FILE, DataType::Utf8, false));
+    fields.push(Field::new(CONVERSION_ERRORS, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// Read every Parquet file of one input.
+#[allow(deprecated)]
+pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput> {
+    let table = &contract.table;
+    let listing = root.list(table).await?;
+    let files: Vec<_> = listing.into_iter().filter(|m| m.location.as_ref().ends_with(".parquet")).collect();
+    if files.is_empty() {
+        return Err(FlywheelError::Contract(format!(
+            "input {table}: no *.parquet files under {}; export the table there (Hive-style key=value/ folders are fine)",
+            root.display(table)
+        )));
+    }
+    let schema = staging_schema(contract);
+    let mut batches = Vec::new();
+    let mut infos = Vec::new();
+    for meta in files {
+        let rel = root.relative(&meta.location);
+        let shown = root.display(&rel);
+        let unreadable = |e: &dyn std::fmt::Display| {
+            FlywheelError::Contract(format!(
+                "input {table}: file {shown} is not a readable Parquet file ({e}); re-export it"
+            ))
+        };
+        let reader = ParquetObjectReader::new(root.store.clone(), meta.location.clone())
+            .with_file_size(meta.size);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| unreadable(&e))?;
+        let file_schema = builder.schema().clone();
+        let mut roots = Vec::new();
+        for col in &contract.columns {
+            let Some((idx, field)) = file_schema.column_with_name(&col.name) else {
+                return Err(FlywheelError::Contract(format!(
+                    "input {table}: file {shown} has no column {} (expected {}); every contract column must be present, add it (nullable columns may be all null)",
+                    col.name,
+                    col.ty.name()
+                )));
+            };
+            if !compatible(field.data_type(), col.ty) {
+                return Err(FlywheelError::Contract(format!(
+                    "input {table}: file {shown} column {} has type {} but the contract expects {}; re-export it with a compatible type",
+                    col.name,
+                    field.data_type(),
+                    col.ty.name()
+                )));
+            }
+            roots.push(idx);
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let stream = builder.with_projection(mask).with_batch_size(65_536).build().map_err(|e| unreadable(&e))?;
+        let raw: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| unreadable(&e))?;
+        let mut rows = 0u64;
+        for batch in raw {
+            rows += batch.num_rows() as u64;
+            batches.push(convert_batch(&batch, contract, &schema, &rel)?);
+        }
+        infos.push(InputFile {
+            path: rel,
+            size: meta.size,
+            last_modified: meta.last_modified.to_rfc3339(),
+            rows,
+        });
+    }
+    Ok(LoadedInput { batches, schema, files: infos })
+}
+
+fn is_string(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_string(v),
+        _ => false,
+    }
+}
+
+fn is_integer(t: &DataType) -> bool {
+    t.is_integer()
+}
+
+/// Which physical types load into which contract type (domain.md, Inputs).
+pub fn compatible(found: &DataType, want: ColType) -> bool {
+    match want {
+        ColType::String => is_string(found),
+        ColType::Int32 | ColType::Int64 => is_integer(found),
+        ColType::Float64 => found.is_floating() || is_integer(found),
+        ColType::Decimal(..) => {
+            matches!(found, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
+                || is_integer(found)
+                || found.is_floating()
+        }
+        ColType::Timestamp => matches!(found, DataType::Timestamp(..)),
+        ColType::Date => matches!(found, DataType::Date32 | DataType::Date64),
+        ColType::Boolean => matches!(found, DataType::Boolean),
+    }
+}
+
+/// Per-row conversion problems, joined into one string per row.
+struct Problems(Vec<Option<String>>);
+
+impl Problems {
+    fn add(&mut self, row: usize, msg: String) {
+        match &mut self.0[row] {
+            Some(s) => {
+                s.push_str("; ");
+                s.push_str(&msg);
+            }
+            slot @ None => *slot = Some(msg),
+        }
+    }
+}
+
+fn convert_batch(batch: &RecordBatch, contract: &Contract, schema: &SchemaRef, file: &str) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut problems = Problems(vec![None; n]);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(contract.columns.len() + 2);
+    for col in &contract.columns {
+        let src = batch.column_by_name(&col.name).expect("projected column present");
+        let out = convert_column(src, col.ty, &col.name, &mut problems)?;
+        columns.push(out);
+    }
+    columns.push(Arc::new(StringArray::from(vec![file; n])));
+    let mut errs = StringBuilder::with_capacity(n, 0);
+    for p in problems.0 {
+        errs.append_option(p);
+    }
+    columns.push(Arc::new(errs.finish()));
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn safe_cast(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    Ok(cast_with_options(a, to, &CastOptions { safe: true, ..Default::default() })?)
+}
+
+/// Record a problem for every row that was non-null before a conversion and null after it.
+fn lost_values(before: &ArrayRef, after: &ArrayRef, name: &str, problems: &mut Problems, what: &str) {
+    if after.null_count() == before.null_count() {
+        return;
+    }
+    for i in 0..before.len() {
+        if before.is_valid(i) && after.is_null(i) {
+            problems.add(i, format!("{name}: {what}"));
+        }
+    }
+}
+
+fn convert_column(src: &ArrayRef, ty: ColType, name: &str, problems: &mut Problems) -> Result<ArrayRef> {
+    match ty {
+        ColType::String => safe_cast(src, &DataType::Utf8),
+        ColType::Boolean => Ok(src.clone()),
+        ColType::Date => safe_cast(src, &DataType::Date32),
+        ColType::Int32 | ColType::Int64 | ColType::Float64 => {
+            let to = staging_type(ty);
+            let out = safe_cast(src, &to)?;
+            lost_values(src, &out, name, problems, "value does not fit the contract's integer type");
+            Ok(out)
+        }
+        ColType::Timestamp => Ok(Arc::new(timestamps_to_utc_nanos(src, name, problems))),
+        ColType::Decimal(precision, scale) => Ok(Arc::new(to_decimal(src, precision, scale, name, problems)?)),
+    }
+}
+
+/// Any timestamp unit, naive (taken as UTC), UTC or another zone, as UTC nanoseconds. Arrow
+/// stores zoned timestamps as UTC instants already, so the values only change unit.
+fn timestamps_to_utc_nanos(src: &ArrayRef, name: &str, problems: &mut Problems) -> TimestampNanosecondArray {
+    let DataType::Timestamp(unit, _) = src.data_type() else { unreachable!("checked by compatible()") };
+    let (values, factor): (Vec<Option<i64>>, i64) = match unit {
+        TimeUnit::Second => (src.as_primitive::<TimestampSecondType>().iter().collect(), 1_000_000_000),
+        TimeUnit::Millisecond => (src.as_primitive::<TimestampMillisecondType>().iter().collect(), 1_000_000),
+        TimeUnit::Microsecond => (src.as_primitive::<TimestampMicrosecondType>().iter().collect(), 1_000),
+        TimeUnit::Nanosecond => (src.as_primitive::<TimestampNanosecondType>().iter().collect(), 1),
+    };
+    let out: TimestampNanosecondArray = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.and_then(|v| {
+                let r = v.checked_mul(factor);
+                if r.is_none() {
+                    problems.add(i, format!("{name}: timestamp out of range (years 1677-2262)"));
+                }
+                r
+            })
+        })
+        .collect();
+    out.with_timezone("UTC")
+}
+
+/// Money: decimals and integers that convert without loss, floats rounded to cents (halves away
+/// from zero, on the float's shortest decimal representation, so 2.675 is 2.68).
+fn to_decimal(src: &ArrayRef, precision: u8, scale: i8, name: &str, problems: &mut Problems) -> Result<Decimal128Array> {
+    let limit = 10i128.pow(precision as u32);
+    let mut out: Vec<Option<i128>> = Vec::with_capacity(src.len());
+    match src.data_type() {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let f = safe_cast(src, &DataType::Float64)?;
+            for (i, v) in f.as_primitive::<arrow::datatypes::Float64Type>().iter().enumerate() {
+                out.push(v.and_then(|x| {
+                    let r = round_float(x, scale);
+                    if r.is_none() {
+                        problems.add(i, format!("{name}: {x} is not a finite amount"));
+                    }
+                    r
+                }));
+            }
+        }
+        DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => {
+            let s = *s;
+            let wide = safe_cast(src, &DataType::Decimal128(38, s))?;
+            lost_values(src, &wide, name, problems, "amount too large");
+            for (i, v) in wide.as_primitive::<arrow::datatypes::Decimal128Type>().iter().enumerate() {
+                out.push(v.and_then(|x| {
+                    let r = rescale(x, s, scale);
+                    if r.is_none() {
+                        problems.add(i, format!("{name}: amount has more than {scale} decimal places"));
+                    }
+                    r
+                }));
+            }
+        }
+        _ => {
+            let ints = safe_cast(src, &DataType::Int64)?;
+            lost_values(src, &ints, name, problems, "amount too large");
+            let ints: &Int64Array = ints.as_primitive();
+            for v in ints.iter() {
+                out.push(v.map(|x| x as i128 * 10i128.pow(scale as u32)));
+            }
+        }
+    }
+    for (i, v) in out.iter_mut().enumerate() {
+        if let Some(x) = *v {
+            if x.abs() >= limit {
+                problems.add(i, format!("{name}: amount exceeds decimal({precision},{scale})"));
+                *v = None;
+            }
+        }
+    }
+    Ok(Decimal128Array::from(out).with_precision_and_scale(38, scale)?)
+}
+
+fn rescale(x: i128, from: i8, to: i8) -> Option<i128> {
+    if from <= to {
+        x.checked_mul(10i128.pow((to - from) as u32))
+    } else {
+        let d = 10i128.pow((from - to) as u32);
+        (x % d == 0).then_some(x / d)
+    }
+}
+
+/// Round a float to `scale` decimals, halves away from zero, on its shortest representation.
+pub fn round_float(x: f64, scale: i8) -> Option<i128> {
+    if !x.is_finite() {
+        return None;
+    }
+    let text = format!("{:e}", x); // shortest round-trip digits, e.g. "2.675e0"
+    let (mantissa, exp) = text.split_once('e')?;
+    let exp: i32 = exp.parse().ok()?;
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    // value = 0.d1d2d3... × 10^(exp+1); we want round(value × 10^scale).
+    let point = exp + 1 + scale as i32; // digits before the decimal point after scaling
+    let (int_part, rest): (String, String) = if point <= 0 {
+        (String::new(), "0".repeat((-point) as usize) + &digits)
+    } else if point as usize >= digits.len() {
+        (digits.clone() + &"0".repeat(point as usize - digits.len()), String::new())
+    } else {
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+    };
+    if int_part.len() > 36 {
+        return None;
+    }
+    let mut v: i128 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    if rest.as_bytes().first().is_some_and(|c| *c >= b'5') {
+        v += 1;
+    }
+    Some(if negative { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_float;
+
+    #[test]
+    fn floats_round_to_cents_half_away_from_zero() {
+        assert_eq!(round_float(2.675, 2), Some(268));
+        assert_eq!(round_float(-2.675, 2), Some(-268));
+        assert_eq!(round_float(0.125, 2), Some(13));
+        assert_eq!(round_float(0.124999, 2), Some(12));
+        assert_eq!(round_float(1234.5, 2), Some(123450));
+        assert_eq!(round_float(0.0, 2), Some(0));
+        assert_eq!(round_float(1e-9, 2), Some(0));
+        assert_eq!(round_float(0.005, 2), Some(1));
+        assert_eq!(round_float(f64::NAN, 2), None);
+    }
+}

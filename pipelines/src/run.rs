@@ -1,0 +1,329 @@
+//! The nightly run: load and validate the inputs, run the SQL jobs in dependency order, check
+//! every output against its contract, publish atomically, write the manifest.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use chrono::{NaiveDate, Utc};
+use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::contracts::{self, INPUTS};
+use crate::error::{FlywheelError, Result};
+use crate::inputs::{self, InputFile};
+use crate::jobs::{self, Job};
+use crate::publish::{PublishedFile, Publisher};
+use crate::storage::Root;
+use crate::validate::{self, InputCheck};
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// A materialised table: its schema and batches.
+#[derive(Clone)]
+pub struct Table {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Table {
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub stage: String,
+    pub seconds: f64,
+    /// Peak resident memory of the process during the stage (Linux), MiB.
+    pub peak_rss_mib: Option<u64>,
+}
+
+/// Stage timer: wall time and peak RSS per stage.
+#[derive(Default)]
+pub struct Stages(pub Vec<Stage>);
+
+impl Stages {
+    pub fn start(&self) -> Instant {
+        reset_peak_rss();
+        Instant::now()
+    }
+    pub fn done(&mut self, name: &str, started: Instant) {
+        let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        let peak = peak_rss_mib();
+        info!(stage = name, seconds, peak_rss_mib = peak, "stage done");
+        self.0.push(Stage { stage: name.to_string(), seconds, peak_rss_mib: peak });
+    }
+}
+
+fn reset_peak_rss() {
+    // Linux: writing 5 to clear_refs resets VmHWM. Not a data path.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+/// Query engine with a fixed partition count (results do not depend on the machine) and a memory
+/// budget beyond which sorts and aggregates spill.
+pub fn session(cfg: &Config) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(cfg.memory_limit_mb as usize * 1024 * 1024)))
+        .build_arc()?;
+    let config = SessionConfig::new()
+        .with_target_partitions(cfg.target_partitions)
+        .with_batch_size(8192)
+        .with_information_schema(false);
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// The run date's time parameters, as SQL literals for `${...}` placeholders.
+pub fn params(cfg: &Config, as_of: NaiveDate) -> BTreeMap<String, String> {
+    let days = as_of.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days();
+    let ns = days * DAY_NS;
+    let mut p = BTreeMap::new();
+    p.insert("as_of_ns".into(), ns.to_string());
+    p.insert("as_of_days".into(), days.to_string());
+    p.insert("as_of".into(), format!("arrow_cast({ns}, 'Timestamp(ns, \"UTC\")')"));
+    p.insert("run_date".into(), format!("DATE '{as_of}'"));
+    p.insert("attribution_window_days".into(), cfg.attribution_window_days.to_string());
+    p.insert("max_signups_per_referrer_per_day".into(), cfg.max_signups_per_referrer_per_day.to_string());
+    p.insert("refer_horizon_days".into(), cfg.refer_horizon_days.to_string());
+    p.insert("churn_horizon_days".into(), cfg.churn_horizon_days.to_string());
+    p.insert("churn_alert_threshold".into(), format!("{:?}", cfg.churn_alert_threshold));
+    p.insert("ambassador_top_share".into(), format!("{:?}", cfg.ambassador_top_share));
+    p.insert("candidate_cooldown_days".into(), cfg.candidate_cooldown_days.to_string());
+    p.insert("alert_cooldown_days".into(), cfg.alert_cooldown_days.to_string());
+    p
+}
+
+/// Inputs after the row rules, registered in `ctx` under their names.
+pub struct ValidatedInputs {
+    pub checks: Vec<InputCheck>,
+    pub files: BTreeMap<String, Vec<InputFile>>,
+    pub rejects: BTreeMap<String, Vec<RecordBatch>>,
+}
+
+pub async fn load_inputs(ctx: &SessionContext, cfg: &Config, input: &Root, as_of: NaiveDate) -> Result<ValidatedInputs> {
+    let as_of_literal = params(cfg, as_of)["as_of"].clone();
+    let mut out = ValidatedInputs { checks: vec![], files: BTreeMap::new(), rejects: BTreeMap::new() };
+    for name in INPUTS {
+        let contract = contracts::contract(name)?;
+        let loaded = inputs::load_input(input, &contract).await?;
+        let files = loaded.files.clone();
+        let (check, rejects) =
+            validate::validate_input(ctx, &contract, loaded, &as_of_literal, cfg.target_partitions).await?;
+        info!(
+            input = name,
+            rows = check.rows,
+            rejected = check.rejected,
+            used = check.used,
+            files = files.len(),
+            "input checked"
+        );
+        out.files.insert(name.to_string(), files);
+        out.rejects.insert(name.to_string(), rejects);
+        out.checks.push(check);
+    }
+    Ok(out)
+}
+
+/// Fail the run when an input's reject share is above the threshold.
+pub fn enforce_reject_share(checks: &[InputCheck], max: f64) -> Result<()> {
+    let over: Vec<String> = checks
+        .iter()
+        .filter(|c| c.reject_share > max)
+        .map(|c| {
+            let reasons =
+                c.top_reasons.iter().map(|(r, n)| format!("{n}× {r}")).collect::<Vec<_>>().join("; ");
+            format!(
+                "input {}: {} of {} rows rejected ({:.2}% > max_reject_share {:.2}%); most common: {reasons}",
+                c.input,
+                c.rejected,
+                c.rows,
+                c.reject_share * 100.0,
+                max * 100.0
+            )
+        })
+        .collect();
+    if over.is_empty() {
+        Ok(())
+    } else {
+        Err(FlywheelError::Contract(format!(
+            "{}. Nothing was published; fix the export or raise max_reject_share.",
+            over.join("\n")
+        )))
+    }
+}
+
+/// Run SQL jobs in order, registering each result under its name.
+pub async fn run_jobs(ctx: &SessionContext, jobs: &[Job], params: &BTreeMap<String, String>, stages: &mut Stages) -> Result<BTreeMap<String, Table>> {
+    let mut out = BTreeMap::new();
+    for job in jobs {
+        let started = stages.start();
+        let sql = jobs::bind(job, params)?;
+        let df = ctx
+            .sql(&sql)
+            .await
+            .map_err(|e| FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name)))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let table = Table { schema: schema.clone(), batches };
+        ctx.deregister_table(job.name.as_str())?;
+        ctx.register_table(job.name.as_str(), Arc::new(MemTable::try_new(schema, vec![table.batches.clone()])?))?;
+        stages.done(&format!("sql:{}", job.name), started);
+        out.insert(job.name.clone(), table);
+    }
+    Ok(out)
+}
+
+/// Where a published table lives below the output root.
+pub fn output_folder(table: &str, date: NaiveDate) -> String {
+    format!("{table}/dt={date}")
+}
+
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub flywheel_version: String,
+    pub run_date: String,
+    pub as_of: String,
+    pub started_at: String,
+    pub input: String,
+    pub output: String,
+    pub inputs: BTreeMap<String, Vec<InputFile>>,
+    pub contract_checks: Vec<InputCheck>,
+    pub tables: Vec<PublishedTable>,
+    pub files: Vec<PublishedFile>,
+    pub warnings: Vec<String>,
+    pub config: Config,
+    pub model_versions: BTreeMap<String, String>,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublishedTable {
+    pub table: String,
+    pub path: String,
+    pub rows: u64,
+    pub contract: String,
+}
+
+pub struct RunReport {
+    pub manifest: Manifest,
+    pub manifest_path: String,
+    pub tables: BTreeMap<String, Table>,
+}
+
+/// The nightly entry point.
+pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
+    let started_at = Utc::now();
+    let input = Root::parse(&cfg.input)?;
+    let output = Root::parse(&cfg.output)?;
+    let mut stages = Stages::default();
+    let ctx = session(cfg)?;
+    let p = params(cfg, date);
+
+    let t = stages.start();
+    let validated = load_inputs(&ctx, cfg, &input, date).await?;
+    stages.done("load_and_validate_inputs", t);
+    enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
+
+    let jobs = jobs::all_jobs(&INPUTS)?;
+    let tables = run_jobs(&ctx, &jobs, &p, &mut stages).await?;
+    let mut warnings = Vec::new();
+    if let Some(g) = tables.get("referral_generations") {
+        let cycles = null_count(g, "generation");
+        if cycles > 0 {
+            let msg = format!(
+                "{cycles} customers are on a referred_by cycle (or their chain reaches one): their generation is null"
+            );
+            warn!("{msg}");
+            warnings.push(msg);
+        }
+    }
+
+    // Check and stage every published table; nothing is visible until commit().
+    let t = stages.start();
+    let run_id = format!("{}-{}", date, started_at.timestamp_nanos_opt().unwrap_or_default());
+    let mut publisher = Publisher::new(output.clone(), &run_id);
+    let mut published = Vec::new();
+    let staged: Result<()> = async {
+        for job in jobs.iter().filter(|j| j.publish) {
+            let table = &tables[&job.name];
+            let contract = contracts::contract(&job.name)?;
+            contract.check_output(&table.batches, &table.schema)?;
+            let folder = output_folder(&job.name, date);
+            publisher.stage_table(&folder, &table.schema, &table.batches).await?;
+            published.push(PublishedTable {
+                table: job.name.clone(),
+                path: folder,
+                rows: table.rows(),
+                contract: format!("data-contracts/{}.odcs.yaml", job.name),
+            });
+        }
+        let rejects_contract = contracts::contract("rejects")?;
+        for (name, batches) in &validated.rejects {
+            let schema = rejects_contract.schema();
+            let batches: Vec<RecordBatch> = batches
+                .iter()
+                .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+                .collect::<std::result::Result<_, _>>()?;
+            rejects_contract.check_output(&batches, &schema)?;
+            let folder = output_folder(&format!("rejects/{name}"), date);
+            publisher.stage_table(&folder, &schema, &batches).await?;
+            published.push(PublishedTable {
+                table: format!("rejects/{name}"),
+                path: folder,
+                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                contract: "data-contracts/rejects.odcs.yaml".into(),
+            });
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = staged {
+        publisher.abort().await;
+        return Err(e);
+    }
+    let files = publisher.commit().await?;
+    stages.done("publish", t);
+
+    let manifest = Manifest {
+        flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_date: date.to_string(),
+        as_of: format!("{date}T00:00:00Z"),
+        started_at: started_at.to_rfc3339(),
+        input: input.url.clone(),
+        output: output.url.clone(),
+        inputs: validated.files,
+        contract_checks: validated.checks,
+        tables: published,
+        files,
+        warnings,
+        config: cfg.clone(),
+        model_versions: BTreeMap::new(),
+        stages: stages.0,
+    };
+    let manifest_path = format!("_runs/dt={date}/manifest.json");
+    let json = serde_json::to_vec_pretty(&manifest).map_err(FlywheelError::internal)?;
+    output.put(&manifest_path, json.into()).await?;
+    info!(manifest = %output.display(&manifest_path), "run published");
+    Ok(RunReport { manifest, manifest_path: output.display(&manifest_path), tables })
+}
+
+fn null_count(table: &Table, column: &str) -> usize {
+    let Ok(idx) = table.schema.index_of(column) else { return 0 };
+    table.batches.iter().map(|b| b.column(idx).null_count()).sum()
+}

@@ -1,0 +1,176 @@
+//! Object storage: the only module that turns a URL into bytes. A root URL is a local path, a
+//! `file://` URL or an `s3://bucket/prefix` URL (credentials, region, endpoint and allow-http
+//! from the usual `AWS_*` environment variables). Every data path in flywheel goes through here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use crate::error::{FlywheelError, Result};
+
+/// A root in object storage: a store plus the prefix all relative keys live under.
+#[derive(Clone, Debug)]
+pub struct Root {
+    pub store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// What the user gave, for messages and the manifest.
+    pub url: String,
+}
+
+impl Root {
+    /// Parse a root URL. Local paths are made absolute; nothing is created until something is
+    /// written below them.
+    pub fn parse(url: &str) -> Result<Root> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(FlywheelError::Config("an empty storage URL was given".into()));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(FlywheelError::Config(format!("{url}: the s3 URL names no bucket")));
+            }
+            let retry = RetryConfig {
+                max_retries: env_number("FLYWHEEL_S3_MAX_RETRIES", 3),
+                retry_timeout: Duration::from_secs(env_number("FLYWHEEL_S3_RETRY_TIMEOUT_S", 20)),
+                ..RetryConfig::default()
+            };
+            let client = ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(120));
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry)
+                .with_client_options(client);
+            // object_store reads AWS_ENDPOINT; accept the SDKs' AWS_ENDPOINT_URL too.
+            if std::env::var_os("AWS_ENDPOINT").is_none() {
+                if let Ok(ep) = std::env::var("AWS_ENDPOINT_URL") {
+                    builder = builder.with_endpoint(ep);
+                }
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                builder = builder.with_region("us-east-1");
+            }
+            let store = builder
+                .build()
+                .map_err(|e| FlywheelError::Config(format!("{url}: cannot configure S3: {e}")))?;
+            return Ok(Root {
+                store: Arc::new(store),
+                prefix: Path::from(prefix.trim_matches('/')),
+                url: url.trim_end_matches('/').to_string(),
+            });
+        }
+        let local = match url.strip_prefix("file://") {
+            Some(p) => std::path::PathBuf::from(p),
+            None if url.contains("://") => {
+                return Err(FlywheelError::Config(format!(
+                    "{url}: unsupported storage scheme; use a local path, file:// or s3://"
+                )))
+            }
+            None => std::path::PathBuf::from(url),
+        };
+        let abs = if local.is_absolute() {
+            local
+        } else {
+            std::env::current_dir()
+                .map_err(|e| FlywheelError::Config(format!("cannot resolve {url}: {e}")))?
+                .join(local)
+        };
+        let prefix = Path::from_filesystem_path(&abs)
+            .map_err(|e| FlywheelError::Config(format!("{url}: not a usable path: {e}")))?;
+        Ok(Root {
+            store: Arc::new(LocalFileSystem::new()),
+            prefix,
+            url: url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// A child root (`<root>/<rel>`).
+    pub fn child(&self, rel: &str) -> Root {
+        Root {
+            store: self.store.clone(),
+            prefix: self.key(rel),
+            url: format!("{}/{}", self.url, rel.trim_matches('/')),
+        }
+    }
+
+    /// The absolute object key of a path relative to this root.
+    pub fn key(&self, rel: &str) -> Path {
+        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        Path::from_iter(parts)
+    }
+
+    /// The path of a key relative to this root.
+    pub fn relative(&self, key: &Path) -> String {
+        key.prefix_match(&self.prefix)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .unwrap_or_else(|| key.to_string())
+    }
+
+    /// Display form of a relative path, for messages.
+    pub fn display(&self, rel: &str) -> String {
+        format!("{}/{}", self.url, rel.trim_start_matches('/'))
+    }
+
+    /// Every object below `rel`, sorted by key (listing order differs between stores).
+    pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = self.key(rel);
+        let mut out: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(v) => v,
+            Err(object_store::Error::NotFound { .. }) => vec![],
+            Err(e) => return Err(FlywheelError::storage(self.display(rel), e)),
+        };
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
+    }
+
+    pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&self.key(rel)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| FlywheelError::storage(self.display(rel), e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(FlywheelError::storage(self.display(rel), e)),
+        }
+    }
+
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&self.key(rel), PutPayload::from(bytes))
+            .await
+            .map_err(|e| FlywheelError::storage(self.display(rel), e))?;
+        Ok(())
+    }
+
+    pub async fn delete_key(&self, key: &Path) -> Result<()> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(FlywheelError::storage(key.to_string(), e)),
+        }
+    }
+
+    /// Move an object (copy + delete where the store has no rename).
+    pub async fn rename_key(&self, from: &Path, to: &Path) -> Result<()> {
+        self.store
+            .rename(from, to)
+            .await
+            .map_err(|e| FlywheelError::storage(format!("{from} -> {to}"), e))
+    }
+
+    /// Delete everything below `rel`.
+    pub async fn delete_prefix(&self, rel: &str) -> Result<()> {
+        for meta in self.list(rel).await? {
+            self.delete_key(&meta.location).await?;
+        }
+        Ok(())
+    }
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}

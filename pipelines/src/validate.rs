@@ -1,0 +1,229 @@
+//! Row rules (domain.md, "Row rules, precisely"), generated from the contracts: required
+//! columns, uniqueness (every copy of a duplicated key is rejected), enumerations, ranges,
+//! integer widths, foreign keys and the contract's row predicates. Rows that break a rule are
+//! quarantined with their reasons; the rest are registered under the input's name.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use crate::contracts::{ColType, Contract};
+use crate::error::{FlywheelError, Result};
+use crate::inputs::{LoadedInput, CONVERSION_ERRORS, SOURCE_FILE};
+
+/// The event-time column of each log input; the CRM snapshot has none and is not time-filtered.
+pub fn event_time_column(table: &str) -> Option<&'static str> {
+    match table {
+        "visits" => Some("visit_ts"),
+        "nps_responses" => Some("response_ts"),
+        "referral_events" => Some("event_ts"),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputCheck {
+    pub input: String,
+    pub rows: u64,
+    pub rejected: u64,
+    pub reject_share: f64,
+    /// Rows accepted and before as_of (what the jobs see).
+    pub used: u64,
+    /// The most frequent reasons with their counts.
+    pub top_reasons: Vec<(String, u64)>,
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The SQL that annotates every raw row with `_reasons` ('' when the row is clean).
+pub fn rule_sql(contract: &Contract, raw: &str) -> String {
+    let mut reasons: Vec<String> = vec![format!("r.{CONVERSION_ERRORS}")];
+    let mut joins = String::new();
+    let mut windows = Vec::new();
+    for col in &contract.columns {
+        let c = format!("r.{}", quote_ident(&col.name));
+        let n = &col.name;
+        if col.required || col.valid_values.is_some() {
+            reasons.push(format!("CASE WHEN {c} IS NULL THEN {} END", quote_str(&format!("{n}: required value is missing"))));
+        }
+        if col.unique {
+            let w = format!("_dup_{n}");
+            windows.push(format!("COUNT({c}) OVER (PARTITION BY {c}) AS {w}"));
+            reasons.push(format!(
+                "CASE WHEN {c} IS NOT NULL AND r.{w} > 1 THEN {} END",
+                quote_str(&format!("{n}: duplicated key (every copy is rejected)"))
+            ));
+        }
+        if let Some(values) = &col.valid_values {
+            let list = values.iter().map(|v| quote_str(v)).collect::<Vec<_>>().join(", ");
+            reasons.push(format!(
+                "CASE WHEN {c} NOT IN ({list}) THEN {} END",
+                quote_str(&format!("{n}: not one of {}", values.join(", ")))
+            ));
+        }
+        if col.ty == ColType::Int32 {
+            reasons.push(format!(
+                "CASE WHEN {c} < -2147483648 OR {c} > 2147483647 THEN {} END",
+                quote_str(&format!("{n}: value does not fit int32"))
+            ));
+        }
+        if let Some(min) = col.minimum {
+            reasons.push(format!("CASE WHEN {c} < {min} THEN {} END", quote_str(&format!("{n}: below the minimum {min}"))));
+        }
+        if let Some(max) = col.maximum {
+            reasons.push(format!("CASE WHEN {c} > {max} THEN {} END", quote_str(&format!("{n}: above the maximum {max}"))));
+        }
+        if let Some((table, key)) = &col.references {
+            let alias = format!("_fk_{n}");
+            joins.push_str(&format!(
+                " LEFT JOIN (SELECT DISTINCT {k} AS k FROM {table}) {alias} ON {alias}.k = {c}",
+                k = quote_ident(key)
+            ));
+            reasons.push(format!(
+                "CASE WHEN {c} IS NOT NULL AND {alias}.k IS NULL THEN {} END",
+                quote_str(&format!("{n}: no accepted {table} row with this {key}"))
+            ));
+        }
+    }
+    for rule in &contract.row_rules {
+        reasons.push(format!("CASE WHEN NOT ({}) THEN {} END", rule.predicate, quote_str(&format!("rule {} broken", rule.name))));
+    }
+    let cols = contract.columns.iter().map(|c| format!("r.{}", quote_ident(&c.name))).collect::<Vec<_>>().join(", ");
+    let inner = if windows.is_empty() {
+        format!("SELECT * FROM {raw}")
+    } else {
+        format!("SELECT *, {} FROM {raw}", windows.join(", "))
+    };
+    format!(
+        "SELECT {cols}, r.{SOURCE_FILE}, concat_ws('; ', {}) AS _reasons FROM ({inner}) r{joins}",
+        reasons.join(", ")
+    )
+}
+
+/// Validate one loaded input; registers the accepted rows (before as_of) under the input's name and
+/// returns the quarantined rows (with `_source_file` and `_reasons`).
+pub async fn validate_input(
+    ctx: &SessionContext,
+    contract: &Contract,
+    loaded: LoadedInput,
+    as_of_literal: &str,
+    partitions: usize,
+) -> Result<(InputCheck, Vec<RecordBatch>)> {
+    let table = &contract.table;
+    let raw = format!("raw_{table}");
+    let rows: u64 = loaded.batches.iter().map(|b| b.num_rows() as u64).sum();
+    ctx.register_table(&raw, Arc::new(MemTable::try_new(loaded.schema.clone(), split(loaded.batches, partitions))?))?;
+
+    let checked = ctx.sql(&rule_sql(contract, &raw)).await?.cache().await?;
+    ctx.deregister_table(&raw)?;
+    let checked_name = format!("checked_{table}");
+    ctx.register_table(&checked_name, checked.clone().into_view())?;
+
+    // Accepted rows, typed as the contract says, filtered to the run's time.
+    let select = contract
+        .columns
+        .iter()
+        .map(|c| {
+            let q = quote_ident(&c.name);
+            if crate::inputs::staging_type(c.ty) == c.ty.arrow() {
+                q
+            } else {
+                format!("CAST({q} AS {}) AS {q}", sql_type(c.ty))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let time_filter = match event_time_column(table) {
+        Some(t) => format!(" AND {} < {as_of_literal}", quote_ident(t)),
+        None => String::new(),
+    };
+    let accepted = ctx
+        .sql(&format!("SELECT {select} FROM {checked_name} WHERE _reasons = ''{time_filter}"))
+        .await?
+        .collect()
+        .await?;
+    let used: u64 = accepted.iter().map(|b| b.num_rows() as u64).sum();
+    let schema = contract.schema();
+    let accepted = accepted
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| FlywheelError::internal(format!("{table}: accepted rows do not fit the contract schema: {e}")))?;
+    ctx.register_table(table.as_str(), Arc::new(MemTable::try_new(schema, split(accepted, partitions))?))?;
+
+    // Quarantined rows as one fixed schema for every input.
+    let record = contract
+        .columns
+        .iter()
+        .map(|c| {
+            let q = quote_ident(&c.name);
+            format!("{} || '=' || COALESCE(CAST({q} AS VARCHAR), 'null')", quote_str(&c.name))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = contract.columns.iter().find(|c| c.unique).map(|c| quote_ident(&c.name)).unwrap_or("NULL".into());
+    let rejects = ctx
+        .sql(&format!(
+            "SELECT {input} AS input, {SOURCE_FILE} AS source_file, CAST({key} AS VARCHAR) AS record_key, \
+             concat_ws(', ', {record}) AS record, _reasons AS reasons \
+             FROM {checked_name} WHERE _reasons <> '' ORDER BY source_file, record_key, record",
+            input = quote_str(table)
+        ))
+        .await?
+        .collect()
+        .await?;
+    let rejected: u64 = rejects.iter().map(|b| b.num_rows() as u64).sum();
+
+    let top = ctx
+        .sql(&format!(
+            "SELECT reason, COUNT(*) AS n FROM (SELECT unnest(string_to_array(_reasons, '; ')) AS reason \
+             FROM {checked_name} WHERE _reasons <> '') GROUP BY reason ORDER BY n DESC, reason LIMIT 5"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut top_reasons = Vec::new();
+    for b in &top {
+        let reasons = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let reasons = reasons.as_string::<i32>();
+        let counts = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            top_reasons.push((reasons.value(i).to_string(), counts.value(i) as u64));
+        }
+    }
+    ctx.deregister_table(&checked_name)?;
+    let reject_share = if rows == 0 { 0.0 } else { rejected as f64 / rows as f64 };
+    Ok((InputCheck { input: table.clone(), rows, rejected, reject_share, used, top_reasons }, rejects))
+}
+
+pub fn sql_type(ty: ColType) -> String {
+    match ty {
+        ColType::String => "VARCHAR".into(),
+        ColType::Int32 => "INT".into(),
+        ColType::Int64 => "BIGINT".into(),
+        ColType::Float64 => "DOUBLE".into(),
+        ColType::Decimal(p, s) => format!("DECIMAL({p}, {s})"),
+        ColType::Timestamp => "TIMESTAMP".into(),
+        ColType::Date => "DATE".into(),
+        ColType::Boolean => "BOOLEAN".into(),
+    }
+}
+
+/// Spread batches over `n` partitions (round robin, so the order within each is stable).
+pub fn split(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let n = n.max(1);
+    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    for (i, b) in batches.into_iter().enumerate() {
+        parts[i % n].push(b);
+    }
+    parts
+}

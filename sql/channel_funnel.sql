@@ -1,0 +1,79 @@
+-- channel_funnel
+-- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and share channel
+--           (all seven, zero rows included).
+-- Inputs:   crm_customers, referral_events, referrals.
+-- Contract: data-contracts/channel_funnel.odcs.yaml
+-- Output:   channel_funnel/dt=D/
+-- Rules:    share, click and signup events in W counted by each event's own channel (every event
+--           row counts, opted-out referrers included); eligible conversions in W by the
+--           referral's (signup's) channel. Events and referrals belong to the referrer's home
+--           center (a referrer missing from the CRM: network only). Step rates are null on a
+--           zero denominator.
+WITH
+scopes AS (
+    SELECT 'network' AS scope
+    UNION
+    SELECT DISTINCT service_center_id AS scope FROM crm_customers
+),
+channels AS (
+    SELECT column1 AS channel, column2 AS pos
+    FROM (VALUES ('wechat_chat', 1), ('wechat_moments', 2), ('wecom', 3), ('sms', 4), ('email', 5),
+                 ('qr_offline', 6), ('app_link', 7)) AS t
+),
+events_w AS (
+    SELECT e.event_type, e.channel, c.service_center_id
+    FROM referral_events e
+    LEFT JOIN crm_customers c ON c.customer_id = e.referrer_id
+    WHERE e.event_type IN ('share', 'click', 'signup')
+      AND e.event_ts < ${as_of}
+      AND CAST(e.event_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+),
+event_scope AS (
+    SELECT 'network' AS scope, e.* FROM events_w e
+    UNION ALL
+    SELECT e.service_center_id AS scope, e.* FROM events_w e WHERE e.service_center_id IS NOT NULL
+),
+event_counts AS (
+    SELECT scope, channel,
+           SUM(CASE WHEN event_type = 'share' THEN 1 ELSE 0 END) AS shares,
+           SUM(CASE WHEN event_type = 'click' THEN 1 ELSE 0 END) AS clicks,
+           SUM(CASE WHEN event_type = 'signup' THEN 1 ELSE 0 END) AS signups
+    FROM event_scope
+    GROUP BY scope, channel
+),
+conversions_w AS (
+    SELECT channel, referrer_service_center_id
+    FROM referrals
+    WHERE eligible AND first_service_ns >= ${as_of_ns} - 365 * 86400000000000
+),
+conversion_scope AS (
+    SELECT 'network' AS scope, c.channel FROM conversions_w c
+    UNION ALL
+    SELECT c.referrer_service_center_id AS scope, c.channel FROM conversions_w c
+    WHERE c.referrer_service_center_id IS NOT NULL
+),
+conversion_counts AS (
+    SELECT scope, channel, COUNT(*) AS conversions
+    FROM conversion_scope
+    GROUP BY scope, channel
+),
+final AS (
+    SELECT ${run_date} AS dt,
+           s.scope,
+           ch.channel,
+           CAST(COALESCE(e.shares, 0) AS BIGINT) AS shares,
+           CAST(COALESCE(e.clicks, 0) AS BIGINT) AS clicks,
+           CAST(COALESCE(e.signups, 0) AS BIGINT) AS signups,
+           CAST(COALESCE(v.conversions, 0) AS BIGINT) AS eligible_conversions,
+           ch.pos
+    FROM scopes s
+    CROSS JOIN channels ch
+    LEFT JOIN event_counts e ON e.scope = s.scope AND e.channel = ch.channel
+    LEFT JOIN conversion_counts v ON v.scope = s.scope AND v.channel = ch.channel
+)
+SELECT dt, scope, channel, shares, clicks, signups, eligible_conversions,
+       CASE WHEN shares = 0 THEN CAST(NULL AS DOUBLE) ELSE CAST(clicks AS DOUBLE) / CAST(shares AS DOUBLE) END AS click_rate,
+       CASE WHEN clicks = 0 THEN CAST(NULL AS DOUBLE) ELSE CAST(signups AS DOUBLE) / CAST(clicks AS DOUBLE) END AS signup_rate,
+       CASE WHEN signups = 0 THEN CAST(NULL AS DOUBLE) ELSE CAST(eligible_conversions AS DOUBLE) / CAST(signups AS DOUBLE) END AS conversion_rate
+FROM final
+ORDER BY CASE WHEN scope = 'network' THEN 0 ELSE 1 END, scope, pos

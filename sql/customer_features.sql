@@ -1,0 +1,108 @@
+-- customer_features
+-- Grain:    one row per accepted CRM customer per run date (the CRM is a snapshot: every
+--           customer is here, delivered or not).
+-- Inputs:   crm_customers, visits, nps_responses, referral_events, referrals,
+--           referral_generations.
+-- Contract: data-contracts/customer_features.odcs.yaml
+-- Output:   customer_features/dt=D/
+-- Time:     only events with timestamp < as_of count (the job is also evaluated at earlier
+--           snapshots to train the models, so it filters by ${as_of} itself). W = the 365 days
+--           before as_of; "days since" = floor((as_of - t) / 86,400 s). 86400000000000 = 1 day in ns.
+WITH
+customers AS (
+    SELECT customer_id, service_center_id, advisor_id, segment, vehicle_model, delivery_date,
+           referred_by, community_member, social_shares_90d, marketing_consent,
+           referral_tracking_opt_out
+    FROM crm_customers
+),
+visit_events AS (
+    SELECT customer_id, visit_type, revenue, value_added_revenue, wait_minutes,
+           CAST(visit_ts AS BIGINT) AS ts_ns,
+           CAST(visit_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000 AS in_w,
+           CAST(visit_ts AS BIGINT) >= ${as_of_ns} - 90 * 86400000000000 AS in_90d
+    FROM visits
+    WHERE visit_ts < ${as_of}
+),
+visit_stats AS (
+    SELECT customer_id,
+           MAX(ts_ns) AS last_visit_ns,
+           COUNT(*) AS visits_total,
+           SUM(CASE WHEN in_90d THEN 1 ELSE 0 END) AS visits_90d,
+           SUM(CASE WHEN in_w THEN 1 ELSE 0 END) AS visits_365d,
+           SUM(CASE WHEN in_w THEN revenue END) AS revenue_365d,
+           SUM(CASE WHEN in_w THEN value_added_revenue END) AS value_added_revenue_365d,
+           SUM(CASE WHEN in_w AND value_added_revenue > 0 THEN 1 ELSE 0 END) AS value_added_visits_365d,
+           SUM(CASE WHEN in_w AND visit_type IN ('repair', 'warranty') THEN 1 ELSE 0 END) AS repair_visits_365d,
+           SUM(CASE WHEN in_w AND visit_type IN ('roadside_assistance', 'mobile_service') THEN 1 ELSE 0 END) AS roadside_365d,
+           AVG(CASE WHEN in_w THEN CAST(wait_minutes AS DOUBLE) END) AS avg_wait_minutes_365d
+    FROM visit_events
+    GROUP BY customer_id
+),
+answers AS (
+    SELECT customer_id, response_id, score,
+           CAST(response_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000 AS in_w,
+           ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY response_ts DESC, response_id DESC) AS recency
+    FROM nps_responses
+    WHERE response_ts < ${as_of}
+),
+nps_stats AS (
+    SELECT customer_id,
+           MAX(CASE WHEN recency = 1 THEN score END) AS nps_last,
+           AVG(CASE WHEN in_w THEN CAST(score AS DOUBLE) END) AS nps_mean_365d,
+           SUM(CASE WHEN in_w THEN 1 ELSE 0 END) AS nps_responses_365d
+    FROM answers
+    GROUP BY customer_id
+),
+share_stats AS (
+    SELECT referrer_id AS customer_id, COUNT(*) AS shares_365d
+    FROM referral_events
+    WHERE event_type = 'share' AND event_ts < ${as_of}
+      AND CAST(event_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+    GROUP BY referrer_id
+),
+conversion_stats AS (
+    SELECT referrer_id AS customer_id,
+           COUNT(*) AS referrals_converted_total,
+           SUM(CASE WHEN first_service_ns >= ${as_of_ns} - 365 * 86400000000000 THEN 1 ELSE 0 END) AS referrals_converted_365d
+    FROM referrals
+    WHERE eligible
+    GROUP BY referrer_id
+),
+final AS (
+    SELECT c.customer_id,
+           c.service_center_id,
+           c.advisor_id,
+           c.segment,
+           c.vehicle_model,
+           CAST(${as_of_days} - CAST(c.delivery_date AS INT) AS INT) AS tenure_days,
+           CAST(c.delivery_date AS INT) < ${as_of_days} AS delivered,
+           CAST((${as_of_ns} - v.last_visit_ns) / 86400000000000 AS INT) AS days_since_last_visit,
+           CAST(COALESCE(v.visits_90d, 0) AS INT) AS visits_90d,
+           CAST(COALESCE(v.visits_365d, 0) AS INT) AS visits_365d,
+           CAST(COALESCE(v.visits_total, 0) AS INT) AS visits_total,
+           CAST(COALESCE(v.revenue_365d, 0) AS DECIMAL(18, 2)) AS revenue_365d,
+           CAST(COALESCE(v.value_added_revenue_365d, 0) AS DECIMAL(18, 2)) AS value_added_revenue_365d,
+           CAST(COALESCE(v.value_added_visits_365d, 0) AS INT) AS value_added_visits_365d,
+           CAST(COALESCE(v.repair_visits_365d, 0) AS INT) AS repair_visits_365d,
+           CAST(COALESCE(v.roadside_365d, 0) AS INT) AS roadside_365d,
+           v.avg_wait_minutes_365d,
+           CAST(n.nps_last AS INT) AS nps_last,
+           n.nps_mean_365d,
+           CAST(COALESCE(n.nps_responses_365d, 0) AS INT) AS nps_responses_365d,
+           CAST(COALESCE(s.shares_365d, 0) AS INT) AS shares_365d,
+           CAST(COALESCE(r.referrals_converted_total, 0) AS INT) AS referrals_converted_total,
+           CAST(COALESCE(r.referrals_converted_365d, 0) AS INT) AS referrals_converted_365d,
+           c.referred_by IS NOT NULL AS acquired_by_referral,
+           g.generation,
+           c.community_member,
+           c.social_shares_90d,
+           c.marketing_consent,
+           c.referral_tracking_opt_out
+    FROM customers c
+    LEFT JOIN visit_stats v ON v.customer_id = c.customer_id
+    LEFT JOIN nps_stats n ON n.customer_id = c.customer_id
+    LEFT JOIN share_stats s ON s.customer_id = c.customer_id
+    LEFT JOIN conversion_stats r ON r.customer_id = c.customer_id
+    LEFT JOIN referral_generations g ON g.customer_id = c.customer_id
+)
+SELECT * FROM final ORDER BY customer_id

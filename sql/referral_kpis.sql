@@ -1,0 +1,155 @@
+-- referral_kpis
+-- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and KPI of the
+--           referral dashboard (domain.md, "KPI tables", seed 000).
+-- Inputs:   crm_customers, customer_features, referrals, nps_responses.
+-- Contract: data-contracts/referral_kpis.odcs.yaml
+-- Output:   referral_kpis/dt=D/
+-- Rules:    customers count in their home center; a referral in its referrer's home center (a
+--           referrer missing from the CRM: network only). Opted-out referrers count here.
+--           Ratio bands compare exactly in integers (numerator × 100 >= edge × denominator, edges
+--           in hundredths); NPS is rounded to one decimal (halves away from zero, in integers)
+--           and banded on the rounded value. A zero denominator gives a null value and band.
+WITH
+scopes AS (
+    SELECT 'network' AS scope
+    UNION
+    SELECT DISTINCT service_center_id AS scope FROM crm_customers
+),
+customers AS (
+    SELECT service_center_id,
+           visits_365d > 0 AS active,
+           referrals_converted_365d > 0 AS converting_referrer,
+           shares_365d > 0 AS sharer,
+           acquired_by_referral
+    FROM customer_features
+),
+customer_scope AS (
+    SELECT 'network' AS scope, c.* FROM customers c
+    UNION ALL
+    SELECT c.service_center_id AS scope, c.* FROM customers c
+),
+customer_counts AS (
+    SELECT scope,
+           SUM(CASE WHEN active THEN 1 ELSE 0 END) AS active,
+           SUM(CASE WHEN active AND converting_referrer THEN 1 ELSE 0 END) AS active_referrers,
+           SUM(CASE WHEN active AND sharer THEN 1 ELSE 0 END) AS active_sharers,
+           SUM(CASE WHEN active AND acquired_by_referral THEN 1 ELSE 0 END) AS active_referred,
+           SUM(CASE WHEN active AND acquired_by_referral AND converting_referrer THEN 1 ELSE 0 END) AS active_referred_referrers
+    FROM customer_scope
+    GROUP BY scope
+),
+referral_facts AS (
+    SELECT referrer_id, referrer_service_center_id, eligible, converted, reward_status,
+           NOT (self_referral OR existing_customer OR velocity OR duplicate_signup) AS unflagged,
+           signup_ns >= ${as_of_ns} - 365 * 86400000000000
+               AND signup_ns < ${as_of_ns} - ${attribution_window_days} * 86400000000000 AS matured,
+           eligible AND first_service_ns >= ${as_of_ns} - 365 * 86400000000000 AS conversion_in_w,
+           eligible AND first_service_ns >= ${as_of_ns} - 365 * 86400000000000
+               AND first_service_ns < ${as_of_ns} - 86400000000000 AS reward_due
+    FROM referrals
+),
+referral_scope AS (
+    SELECT 'network' AS scope, r.* FROM referral_facts r
+    UNION ALL
+    SELECT r.referrer_service_center_id AS scope, r.* FROM referral_facts r
+    WHERE r.referrer_service_center_id IS NOT NULL
+),
+referral_counts AS (
+    SELECT scope,
+           SUM(CASE WHEN conversion_in_w THEN 1 ELSE 0 END) AS conversions_w,
+           COUNT(DISTINCT CASE WHEN conversion_in_w THEN referrer_id END) AS converting_referrers_w,
+           SUM(CASE WHEN unflagged AND matured THEN 1 ELSE 0 END) AS matured_referrals,
+           SUM(CASE WHEN unflagged AND matured AND converted THEN 1 ELSE 0 END) AS matured_converted,
+           SUM(CASE WHEN reward_due THEN 1 ELSE 0 END) AS rewards_due,
+           SUM(CASE WHEN reward_due AND reward_status = 'issued_on_time' THEN 1 ELSE 0 END) AS rewards_on_time
+    FROM referral_scope
+    GROUP BY scope
+),
+answers AS (
+    SELECT f.service_center_id, n.score
+    FROM nps_responses n
+    JOIN customer_features f ON f.customer_id = n.customer_id
+    WHERE f.acquired_by_referral
+      AND n.response_ts < ${as_of}
+      AND CAST(n.response_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+),
+answer_scope AS (
+    SELECT 'network' AS scope, a.* FROM answers a
+    UNION ALL
+    SELECT a.service_center_id AS scope, a.* FROM answers a
+),
+nps_counts AS (
+    SELECT scope,
+           SUM(CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END) AS net_promoters,
+           COUNT(*) AS responses
+    FROM answer_scope
+    GROUP BY scope
+),
+counts AS (
+    SELECT s.scope,
+           COALESCE(c.active, 0) AS active,
+           COALESCE(c.active_referrers, 0) AS active_referrers,
+           COALESCE(c.active_sharers, 0) AS active_sharers,
+           COALESCE(c.active_referred, 0) AS active_referred,
+           COALESCE(c.active_referred_referrers, 0) AS active_referred_referrers,
+           COALESCE(r.conversions_w, 0) AS conversions_w,
+           COALESCE(r.converting_referrers_w, 0) AS converting_referrers_w,
+           COALESCE(r.matured_referrals, 0) AS matured_referrals,
+           COALESCE(r.matured_converted, 0) AS matured_converted,
+           COALESCE(r.rewards_due, 0) AS rewards_due,
+           COALESCE(r.rewards_on_time, 0) AS rewards_on_time,
+           COALESCE(n.net_promoters, 0) AS net_promoters,
+           COALESCE(n.responses, 0) AS responses
+    FROM scopes s
+    LEFT JOIN customer_counts c ON c.scope = s.scope
+    LEFT JOIN referral_counts r ON r.scope = s.scope
+    LEFT JOIN nps_counts n ON n.scope = s.scope
+),
+-- kind: 'ratio' (edges in hundredths) or 'nps' (edges in NPS points); no edges: no band.
+kpis AS (
+    SELECT scope, 1 AS pos, 'referral_rate' AS kpi, active_referrers AS numerator, active AS denominator, 'ratio' AS kind, 30 AS excellent, 15 AS qualified FROM counts
+    UNION ALL
+    SELECT scope, 2, 'referrals_per_referrer', conversions_w, converting_referrers_w, 'ratio', 300, 150 FROM counts
+    UNION ALL
+    SELECT scope, 3, 'referral_conversion_rate', matured_converted, matured_referrals, 'ratio', 80, 60 FROM counts
+    UNION ALL
+    SELECT scope, 4, 'referred_nps', net_promoters, responses, 'nps', 85, 75 FROM counts
+    UNION ALL
+    SELECT scope, 5, 'second_generation_rate', active_referred_referrers, active_referred, 'ratio', 25, 15 FROM counts
+    UNION ALL
+    SELECT scope, 6, 'participation_rate', active_sharers, active, 'ratio', 30, 15 FROM counts
+    UNION ALL
+    SELECT scope, 7, 'reward_fulfillment_rate', rewards_on_time, rewards_due, 'ratio', 95, 80 FROM counts
+    UNION ALL
+    SELECT scope, 8, 'k_factor', conversions_w, active, 'ratio', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) FROM counts
+),
+valued AS (
+    SELECT *,
+           -- NPS × 10, rounded half away from zero, in integers.
+           CASE WHEN kind = 'nps' AND denominator > 0 THEN
+               signum(numerator) * ((2000 * abs(numerator) + denominator) / (2 * denominator))
+           END AS nps_tenths
+    FROM kpis
+),
+final AS (
+    SELECT ${run_date} AS dt,
+           scope,
+           kpi,
+           CAST(numerator AS BIGINT) AS numerator,
+           CAST(denominator AS BIGINT) AS denominator,
+           CASE WHEN denominator = 0 THEN CAST(NULL AS DOUBLE)
+                WHEN kind = 'nps' THEN CAST(nps_tenths AS DOUBLE) / 10.0
+                ELSE CAST(numerator AS DOUBLE) / CAST(denominator AS DOUBLE) END AS value,
+           CASE WHEN denominator = 0 OR excellent IS NULL THEN CAST(NULL AS VARCHAR)
+                WHEN kind = 'nps' AND nps_tenths >= excellent * 10 THEN 'excellent'
+                WHEN kind = 'nps' AND nps_tenths >= qualified * 10 THEN 'qualified'
+                WHEN kind = 'nps' THEN 'danger'
+                WHEN numerator * 100 >= excellent * denominator THEN 'excellent'
+                WHEN numerator * 100 >= qualified * denominator THEN 'qualified'
+                ELSE 'danger' END AS band,
+           pos
+    FROM valued
+)
+SELECT dt, scope, kpi, numerator, denominator, value, band
+FROM final
+ORDER BY CASE WHEN scope = 'network' THEN 0 ELSE 1 END, scope, pos

@@ -1,0 +1,144 @@
+-- referrals (intermediate: not published)
+-- Grain:    one row per `signup` event before as_of, of every referrer. Opted-out referrers are
+--           kept here so that every aggregate (KPIs, funnels) still counts their referrals; the
+--           person-level table referral_attribution leaves them out.
+-- Inputs:   referral_events, crm_customers (accepted rows), referral_generations.
+-- Contract: none (internal); referral_attribution publishes its person-level columns.
+-- Rules:    domain.md, "Referral attribution" and "Reward ladder". Durations are compared in
+--           exact nanoseconds; a UTC day is 86,400 s.
+WITH
+events AS (
+    SELECT event_id, event_type, share_id, referrer_id, channel, referee_key, referee_customer_id,
+           reward_points, event_ts, CAST(event_ts AS BIGINT) AS ts_ns
+    FROM referral_events
+    WHERE event_ts < ${as_of}
+),
+signups AS (
+    SELECT event_id AS signup_event_id, referrer_id, share_id, channel, referee_key,
+           event_ts AS signup_ts, ts_ns AS signup_ns,
+           ROW_NUMBER() OVER (PARTITION BY referee_key ORDER BY ts_ns, event_id) AS signup_rank,
+           COUNT(*) OVER (PARTITION BY referrer_id, ts_ns / 86400000000000) AS referrer_signups_that_day
+    FROM events
+    WHERE event_type = 'signup'
+),
+-- The referee's customer id: the first non-null referee_customer_id on any event of the key.
+referee_ids AS (
+    SELECT referee_key, referee_customer_id
+    FROM (
+        SELECT referee_key, referee_customer_id,
+               ROW_NUMBER() OVER (PARTITION BY referee_key ORDER BY ts_ns, event_id) AS rn
+        FROM events
+        WHERE referee_customer_id IS NOT NULL AND referee_key IS NOT NULL
+    ) t
+    WHERE rn = 1
+),
+-- The earliest first_service of the same key at or after each signup (any share_id).
+first_services AS (
+    SELECT s.signup_event_id, MIN(e.ts_ns) AS first_service_ns, MIN(e.event_ts) AS first_service_ts
+    FROM signups s
+    JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'first_service' AND e.ts_ns >= s.signup_ns
+    GROUP BY s.signup_event_id
+),
+flagged AS (
+    SELECT s.*,
+           r.referee_customer_id,
+           f.first_service_ns,
+           f.first_service_ts,
+           f.first_service_ns IS NOT NULL
+               AND f.first_service_ns - s.signup_ns <= ${attribution_window_days} * 86400000000000 AS converted,
+           COALESCE(s.referee_key = ref.contact_hash, FALSE)
+               OR COALESCE(r.referee_customer_id = s.referrer_id, FALSE) AS self_referral,
+           COALESCE(CAST(referee.delivery_date AS INT) < s.signup_ns / 86400000000000, FALSE) AS existing_customer,
+           s.referrer_signups_that_day > ${max_signups_per_referrer_per_day} AS velocity,
+           s.signup_rank > 1 AS duplicate_signup,
+           COALESCE(ref.referral_tracking_opt_out, FALSE) AS referrer_opted_out,
+           ref.service_center_id AS referrer_service_center_id,
+           -- A referrer missing from the CRM is generation 1 (domain.md); on a cycle: null.
+           CASE WHEN ref.customer_id IS NULL THEN 1 ELSE gen.generation END AS referrer_generation
+    FROM signups s
+    LEFT JOIN referee_ids r ON r.referee_key = s.referee_key
+    LEFT JOIN first_services f ON f.signup_event_id = s.signup_event_id
+    LEFT JOIN crm_customers ref ON ref.customer_id = s.referrer_id
+    LEFT JOIN referral_generations gen ON gen.customer_id = s.referrer_id
+    LEFT JOIN crm_customers referee ON referee.customer_id = r.referee_customer_id
+),
+eligibility AS (
+    SELECT *,
+           converted AND NOT (self_referral OR existing_customer OR velocity OR duplicate_signup) AS eligible
+    FROM flagged
+),
+sequenced AS (
+    SELECT *,
+           CASE WHEN eligible THEN ROW_NUMBER() OVER (
+               PARTITION BY referrer_id, eligible
+               ORDER BY first_service_ns, signup_ns, referee_key) END AS conversion_seq
+    FROM eligibility
+),
+-- The reward of a converted, non-duplicate row: the earliest reward_issued of the same key at or
+-- after its first_service (ties: the smaller event_id).
+rewards AS (
+    SELECT signup_event_id, reward_event_id, reward_ns, reward_ts, reward_points
+    FROM (
+        SELECT s.signup_event_id, e.event_id AS reward_event_id, e.ts_ns AS reward_ns,
+               e.event_ts AS reward_ts, e.reward_points,
+               ROW_NUMBER() OVER (PARTITION BY s.signup_event_id ORDER BY e.ts_ns, e.event_id) AS rn
+        FROM sequenced s
+        JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'reward_issued'
+                     AND e.ts_ns >= s.first_service_ns
+        WHERE s.converted AND NOT s.duplicate_signup
+    ) t
+    WHERE rn = 1
+),
+-- Cumulative points after the n-th eligible conversion (domain.md, Reward ladder).
+laddered AS (
+    SELECT s.*, w.reward_event_id, w.reward_ns, w.reward_ts, w.reward_points,
+           CASE WHEN s.eligible THEN
+               (CASE WHEN conversion_seq = 1 THEN 500 WHEN conversion_seq = 2 THEN 1200
+                     WHEN conversion_seq = 3 THEN 2100 WHEN conversion_seq = 4 THEN 2600
+                     WHEN conversion_seq <= 9 THEN 4000 + 500 * (conversion_seq - 5)
+                     ELSE 10000 + 500 * (conversion_seq - 10) END)
+             - (CASE WHEN conversion_seq = 1 THEN 0 WHEN conversion_seq = 2 THEN 500
+                     WHEN conversion_seq = 3 THEN 1200 WHEN conversion_seq = 4 THEN 2100
+                     WHEN conversion_seq = 5 THEN 2600
+                     WHEN conversion_seq <= 10 THEN 4000 + 500 * (conversion_seq - 6)
+                     ELSE 10000 + 500 * (conversion_seq - 11) END)
+           ELSE 0 END AS points_owed
+    FROM sequenced s
+    LEFT JOIN rewards w ON w.signup_event_id = s.signup_event_id
+),
+final AS (
+    SELECT signup_event_id,
+           referee_key,
+           referee_customer_id,
+           referrer_id,
+           referrer_service_center_id,
+           share_id,
+           channel,
+           signup_ts,
+           first_service_ts,
+           converted,
+           self_referral,
+           existing_customer,
+           velocity,
+           duplicate_signup,
+           eligible,
+           CAST(referrer_generation AS INT) AS referrer_generation,
+           CAST(conversion_seq AS INT) AS conversion_seq,
+           CAST(points_owed AS INT) AS points_owed,
+           reward_event_id,
+           reward_ts,
+           CAST(reward_points AS INT) AS reward_points,
+           CASE
+               WHEN NOT eligible AND reward_event_id IS NULL THEN 'none'
+               WHEN NOT eligible THEN 'issued_unearned'
+               WHEN reward_event_id IS NOT NULL AND reward_ns - first_service_ns <= 86400000000000 THEN 'issued_on_time'
+               WHEN reward_event_id IS NOT NULL THEN 'issued_late'
+               WHEN first_service_ns + 86400000000000 >= ${as_of_ns} THEN 'pending'
+               ELSE 'owed'
+           END AS reward_status,
+           referrer_opted_out,
+           signup_ns,
+           first_service_ns
+    FROM laddered
+)
+SELECT * FROM final ORDER BY signup_ts, signup_event_id

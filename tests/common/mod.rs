@@ -1,0 +1,100 @@
+//! Helpers shared by the end-to-end tests: hand-made CSV inputs turned into Parquet with the
+//! contracts' types, runs of the real pipeline, and published tables read back as text rows.
+#![allow(dead_code)]
+
+pub mod tools;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::DataType;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use flywheel_pipelines::config::Config;
+use flywheel_pipelines::contracts;
+use flywheel_pipelines::publish::parquet_bytes;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh temporary directory below the target dir (kept on failure for inspection).
+pub fn tempdir(name: &str) -> PathBuf {
+    let base = std::env::var("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+    let dir = base.join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Convert `<case>/inputs/<table>.csv` into `<dir>/<table>/part-0.parquet` typed by the contract.
+/// An empty CSV field is null.
+pub fn csv_inputs_to_parquet(case_inputs: &Path, dir: &Path) {
+    for table in contracts::INPUTS {
+        let csv = case_inputs.join(format!("{table}.csv"));
+        let schema = contracts::contract(table).unwrap().schema();
+        let batches: Vec<RecordBatch> = if csv.exists() {
+            let file = std::fs::File::open(&csv).unwrap();
+            let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                .with_header(true)
+                .with_null_regex(regex::Regex::new("^$").unwrap())
+                .build(file)
+                .unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+            reader.collect::<Result<_, _>>().unwrap_or_else(|e| panic!("{}: {e}", csv.display()))
+        } else {
+            vec![]
+        };
+        let bytes = parquet_bytes(&schema, &batches).unwrap();
+        std::fs::create_dir_all(dir.join(table)).unwrap();
+        std::fs::write(dir.join(table).join("part-0.parquet"), bytes).unwrap();
+    }
+}
+
+pub fn config(input: &Path, output: &Path) -> Config {
+    Config {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        ..Config::default()
+    }
+}
+
+/// Read a published table and render the named columns as CSV-like text rows, in file order.
+pub async fn read_rows(output: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
+    let ctx = SessionContext::new();
+    let path = output.join(folder);
+    ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
+    let cols = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+    let batches = ctx.sql(&format!("SELECT {cols} FROM t")).await.unwrap().collect().await.unwrap();
+    render(&batches)
+}
+
+pub fn render(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let cols: Vec<Arc<dyn Array>> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &DataType::Utf8).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    let s = c.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                    if s.is_null(i) { String::new() } else { s.value(i).to_string() }
+                })
+                .collect();
+            rows.push(cells.join(","));
+        }
+    }
+    rows
+}
+
+/// `<case>/expected/<table>.csv`: a header naming the columns to compare, then the rows in the
+/// published order.
+pub fn expected(path: &Path) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    let header = lines.next().expect("header").split(',').map(|s| s.trim().to_string()).collect();
+    (header, lines.map(|l| l.trim_end().to_string()).collect())
+}
