@@ -15,6 +15,7 @@ mod design;
 mod metrics;
 
 pub use design::{FeatureSpec, Preprocessor};
+pub use ndarray;
 pub use metrics::{evaluate, CalibrationBin, Metrics};
 
 use linfa::prelude::*;

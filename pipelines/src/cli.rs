@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::error::{FlywheelError, Result};
 use crate::storage::Root;
-use crate::{generate, run, summary};
+use crate::{generate, models, run, summary};
 
 #[derive(Parser, Debug)]
 #[command(name = "flywheel", version, about = "Nightly referral and lifecycle pipeline for a car-service network")]
@@ -59,6 +59,22 @@ pub enum Command {
         #[arg(long)]
         output: Option<String>,
     },
+    /// Train a challenger model per target and promote it when it beats the champion.
+    Train {
+        /// refer, churn or all
+        #[arg(long, default_value = "all")]
+        target: String,
+        /// Training date: fit on as_of - 2 horizons, evaluate on as_of - 1 horizon.
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long)]
+        input: Option<String>,
+    },
+    /// The model registry: list, show, promote, rollback.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Generate demo data into ./data if absent, run, print a summary.
     Demo {
         #[arg(long, default_value_t = 20_000)]
@@ -66,6 +82,25 @@ pub enum Command {
         #[arg(long)]
         date: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsAction {
+    /// Every version per target, with its holdout metrics; * marks the champion.
+    List,
+    /// One model file (default: the champion).
+    Show { target: String, version: Option<String> },
+    /// Make a version the champion.
+    Promote { target: String, version: String },
+    /// Return to the previous champion.
+    Rollback { target: String },
+}
+
+fn one_target(s: &str) -> Result<models::Target> {
+    match models::Target::parse(s)?.as_slice() {
+        [t] => Ok(*t),
+        _ => Err(FlywheelError::Config("name one target: refer or churn".into())),
+    }
 }
 
 pub fn parse_date(s: Option<&str>) -> Result<NaiveDate> {
@@ -131,6 +166,88 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let date = parse_date(date.as_deref())?;
             let report = run::run(&cfg, date).await?;
             summary::print(&report);
+        }
+        Command::Train { target, as_of, input } => {
+            if let Some(i) = input {
+                cfg.input = i;
+            }
+            let as_of = parse_date(as_of.as_deref())?;
+            let targets = models::Target::parse(&target)?;
+            let ctx = run::session(&cfg)?;
+            let root = Root::parse(&cfg.input)?;
+            let v = run::load_inputs(&ctx, &cfg, &root, as_of).await?;
+            run::enforce_reject_share(&v.checks, cfg.max_reject_share)?;
+            let jobs: Vec<_> = crate::jobs::all_jobs(&crate::contracts::INPUTS)?
+                .into_iter()
+                .filter(|j| matches!(j.name.as_str(), "referral_generations" | "referrals"))
+                .collect();
+            run::run_jobs(&ctx, &jobs, &run::params(&cfg, as_of), &mut run::Stages::default()).await?;
+            let registry = models::Registry::open(&cfg)?;
+            let fingerprint = models::fingerprint(&v.files);
+            for t in targets {
+                let started = std::time::Instant::now();
+                let r = models::train(&ctx, &cfg, &registry, t, as_of, &fingerprint).await?;
+                let m = &r.file.holdout_metrics;
+                println!(
+                    "{}: {} in {:.1} s; out of time: fit on {}, holdout {}: ROC AUC {:.4}, PR AUC {:.4}, Brier {:.4}, log loss {:.4}, lift@10% {:.2}; final fit on {} rows, converged {}",
+                    t.name(),
+                    r.file.version,
+                    started.elapsed().as_secs_f64(),
+                    r.file.train_snapshot,
+                    r.file.holdout_snapshot,
+                    m.roc_auc,
+                    m.pr_auc,
+                    m.brier,
+                    m.log_loss,
+                    m.lift_top_decile,
+                    r.file.train_rows,
+                    r.file.model.convergence.converged
+                );
+                println!("  {}", if r.promoted { format!("champion ({})", r.reason) } else { r.reason.clone() });
+            }
+        }
+        Command::Models { action } => {
+            let registry = models::Registry::open(&cfg)?;
+            match action {
+                ModelsAction::List => {
+                    for t in models::Target::ALL {
+                        let champion = registry.champion(t).await?.version;
+                        for v in registry.versions(t).await? {
+                            let f = registry.load(t, &v).await?;
+                            let mark = if champion.as_deref() == Some(v.as_str()) { "*" } else { " " };
+                            println!(
+                                "{mark} {:<6} {v}  as_of {}  holdout ROC AUC {:.4}  Brier {:.4}  rows {}",
+                                t.name(),
+                                f.as_of,
+                                f.holdout_metrics.roc_auc,
+                                f.holdout_metrics.brier,
+                                f.train_rows
+                            );
+                        }
+                    }
+                }
+                ModelsAction::Show { target, version } => {
+                    let t = one_target(&target)?;
+                    let v = match version {
+                        Some(v) => v,
+                        None => registry.champion(t).await?.version.ok_or_else(|| {
+                            FlywheelError::Model(format!("{target} has no champion; run `flywheel train`"))
+                        })?,
+                    };
+                    let f = registry.load(t, &v).await?;
+                    println!("{}", serde_json::to_string_pretty(&f).map_err(FlywheelError::internal)?);
+                }
+                ModelsAction::Promote { target, version } => {
+                    let t = one_target(&target)?;
+                    registry.promote(t, &version).await?;
+                    println!("{version} is now the {target} champion");
+                }
+                ModelsAction::Rollback { target } => {
+                    let t = one_target(&target)?;
+                    let v = registry.rollback(t).await?;
+                    println!("rolled {target} back to {v}");
+                }
+            }
         }
         Command::Demo { customers, date } => {
             let date = parse_date(date.as_deref())?;

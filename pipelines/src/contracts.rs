@@ -27,6 +27,7 @@ const CONTRACT_FILES: &[(&str, &str)] = &[
     ("channel_funnel", include_str!("../../data-contracts/channel_funnel.odcs.yaml")),
     ("referrer_rewards", include_str!("../../data-contracts/referrer_rewards.odcs.yaml")),
     ("referred_vs_other", include_str!("../../data-contracts/referred_vs_other.odcs.yaml")),
+    ("customer_scores", include_str!("../../data-contracts/customer_scores.odcs.yaml")),
 ];
 
 /// The inputs, in the order they are validated (the CRM first: visits and answers refer to it).

@@ -30,6 +30,7 @@ pub mod error;
 pub mod generate;
 pub mod inputs;
 pub mod jobs;
+pub mod models;
 pub mod publish;
 pub mod run;
 pub mod storage;

@@ -20,6 +20,7 @@ use crate::contracts::{self, INPUTS};
 use crate::error::{FlywheelError, Result};
 use crate::inputs::{self, InputFile};
 use crate::jobs::{self, Job};
+use crate::models;
 use crate::publish::{PublishedFile, Publisher};
 use crate::storage::Root;
 use crate::validate::{self, InputCheck};
@@ -82,10 +83,12 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(cfg.memory_limit_mb as usize * 1024 * 1024)))
         .build_arc()?;
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(cfg.target_partitions)
         .with_batch_size(8192)
         .with_information_schema(false);
+    // Published strings are plain Utf8, which every reader understands.
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
@@ -178,8 +181,9 @@ pub async fn run_jobs(ctx: &SessionContext, jobs: &[Job], params: &BTreeMap<Stri
             .sql(&sql)
             .await
             .map_err(|e| FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name)))?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
         let table = Table { schema: schema.clone(), batches };
         ctx.deregister_table(job.name.as_str())?;
         ctx.register_table(job.name.as_str(), Arc::new(MemTable::try_new(schema, vec![table.batches.clone()])?))?;
@@ -241,8 +245,17 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
     let jobs = jobs::all_jobs(&INPUTS)?;
-    let tables = run_jobs(&ctx, &jobs, &p, &mut stages).await?;
+    let mut tables = run_jobs(&ctx, &jobs, &p, &mut stages).await?;
     let mut warnings = Vec::new();
+
+    // Scores: a Rust step over customer_features, with the champion models.
+    let t = stages.start();
+    let fingerprint = models::fingerprint(&validated.files);
+    let (scores, model_versions) =
+        models::score(cfg, &ctx, &tables["customer_features"], date, &fingerprint, &mut warnings).await?;
+    ctx.register_table("customer_scores", Arc::new(MemTable::try_new(scores.schema.clone(), vec![scores.batches.clone()])?))?;
+    tables.insert("customer_scores".into(), scores);
+    stages.done("score", t);
     if let Some(g) = tables.get("referral_generations") {
         let cycles = null_count(g, "generation");
         if cycles > 0 {
@@ -271,6 +284,19 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
                 path: folder,
                 rows: table.rows(),
                 contract: format!("data-contracts/{}.odcs.yaml", job.name),
+            });
+        }
+        {
+            let table = &tables["customer_scores"];
+            let contract = contracts::contract("customer_scores")?;
+            contract.check_output(&table.batches, &table.schema)?;
+            let folder = output_folder("scores/customer_scores", date);
+            publisher.stage_table(&folder, &table.schema, &table.batches).await?;
+            published.push(PublishedTable {
+                table: "customer_scores".into(),
+                path: folder,
+                rows: table.rows(),
+                contract: "data-contracts/customer_scores.odcs.yaml".into(),
             });
         }
         let rejects_contract = contracts::contract("rejects")?;
@@ -313,7 +339,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         files,
         warnings,
         config: cfg.clone(),
-        model_versions: BTreeMap::new(),
+        model_versions,
         stages: stages.0,
     };
     let manifest_path = format!("_runs/dt={date}/manifest.json");

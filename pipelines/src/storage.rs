@@ -82,7 +82,7 @@ impl Root {
                 .map_err(|e| FlywheelError::Config(format!("cannot resolve {url}: {e}")))?
                 .join(local)
         };
-        let prefix = Path::from_filesystem_path(&abs)
+        let prefix = Path::from_absolute_path(&abs)
             .map_err(|e| FlywheelError::Config(format!("{url}: not a usable path: {e}")))?;
         Ok(Root {
             store: Arc::new(LocalFileSystem::new()),

@@ -57,7 +57,8 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
         }
         if col.unique {
             let w = format!("_dup_{n}");
-            windows.push(format!("COUNT({c}) OVER (PARTITION BY {c}) AS {w}"));
+            let bare = quote_ident(n);
+            windows.push(format!("COUNT({bare}) OVER (PARTITION BY {bare}) AS {w}"));
             reasons.push(format!(
                 "CASE WHEN {c} IS NOT NULL AND r.{w} > 1 THEN {} END",
                 quote_str(&format!("{n}: duplicated key (every copy is rejected)"))

@@ -117,7 +117,7 @@ impl Seaweed {
         let started = Instant::now();
         loop {
             let status = http_post(&self.filer, &format!("/buckets/{name}/"));
-            if matches!(status.as_deref(), Ok(201) | Ok(200)) {
+            if matches!(status, Ok(201) | Ok(200)) {
                 return;
             }
             assert!(started.elapsed() < Duration::from_secs(30), "cannot create bucket {name}: {status:?}");
