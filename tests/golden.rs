@@ -11,8 +11,10 @@ use flywheel_pipelines::run;
 
 async fn run_case(case: &Path) {
     let name = case.file_name().unwrap().to_string_lossy().to_string();
-    let settings: toml::Table = toml::from_str(&std::fs::read_to_string(case.join("case.toml")).unwrap()).unwrap();
-    let date = chrono::NaiveDate::parse_from_str(settings["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let settings: toml::Table =
+        toml::from_str(&std::fs::read_to_string(case.join("case.toml")).unwrap()).unwrap();
+    let date =
+        chrono::NaiveDate::parse_from_str(settings["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     let dir = common::tempdir(&format!("golden-{name}"));
     let (input, output) = (dir.join("in"), dir.join("out"));
     common::csv_inputs_to_parquet(&case.join("inputs"), &input);
@@ -24,17 +26,29 @@ async fn run_case(case: &Path) {
         }
         cfg = table.try_into().unwrap();
     }
-    run::run(&cfg, date).await.unwrap_or_else(|e| panic!("case {name}: run failed: {e}"));
+    run::run(&cfg, date)
+        .await
+        .unwrap_or_else(|e| panic!("case {name}: run failed: {e}"));
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(case.join("expected")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(case.join("expected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
-        let table = path.file_stem().unwrap().to_string_lossy().replace("__", "/");
+        let table = path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace("__", "/");
         let (columns, want) = common::expected(&path);
         let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
         let got = common::read_rows(&output, &format!("{table}/dt={date}"), &cols).await;
         if got != want {
-            let mut msg = format!("case {name}, table {table}: published rows differ\n  columns: {}\n", columns.join(","));
+            let mut msg = format!(
+                "case {name}, table {table}: published rows differ\n  columns: {}\n",
+                columns.join(",")
+            );
             for i in 0..got.len().max(want.len()) {
                 let g = got.get(i).map(String::as_str).unwrap_or("<none>");
                 let w = want.get(i).map(String::as_str).unwrap_or("<none>");

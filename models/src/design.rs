@@ -58,7 +58,10 @@ fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     let a = cast(column(batch, name)?, &DataType::Utf8)
         .map_err(|e| ModelError::Schema(format!("feature column {name}: {e}")))?;
-    Ok(a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect())
+    Ok(a.as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect())
 }
 
 impl Preprocessor {
@@ -90,9 +93,16 @@ impl Preprocessor {
             }
             levels.sort();
             levels.dedup();
-            categorical.push(CategoricalColumn { name: name.clone(), levels });
+            categorical.push(CategoricalColumn {
+                name: name.clone(),
+                levels,
+            });
         }
-        Ok(Preprocessor { numeric, boolean: spec.boolean.clone(), categorical })
+        Ok(Preprocessor {
+            numeric,
+            boolean: spec.boolean.clone(),
+            categorical,
+        })
     }
 
     /// Design column names, in matrix order.
@@ -115,7 +125,13 @@ impl Preprocessor {
 
     /// The feature a design column comes from.
     pub fn source_of<'a>(&self, design_name: &'a str) -> &'a str {
-        design_name.split("__missing").next().unwrap_or(design_name).split('=').next().unwrap_or(design_name)
+        design_name
+            .split("__missing")
+            .next()
+            .unwrap_or(design_name)
+            .split('=')
+            .next()
+            .unwrap_or(design_name)
     }
 
     /// The design matrix of a batch.
@@ -136,11 +152,15 @@ impl Preprocessor {
         }
         for name in &self.boolean {
             let a = column(batch, name)?;
-            let b = a
-                .as_boolean_opt()
-                .ok_or_else(|| ModelError::Schema(format!("feature column {name} is not boolean")))?;
+            let b = a.as_boolean_opt().ok_or_else(|| {
+                ModelError::Schema(format!("feature column {name} is not boolean"))
+            })?;
             for i in 0..n {
-                x[[i, j]] = if b.is_valid(i) && b.value(i) { 1.0 } else { 0.0 };
+                x[[i, j]] = if b.is_valid(i) && b.value(i) {
+                    1.0
+                } else {
+                    0.0
+                };
             }
             j += 1;
         }

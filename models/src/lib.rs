@@ -15,8 +15,8 @@ mod design;
 mod metrics;
 
 pub use design::{FeatureSpec, Preprocessor};
-pub use ndarray;
 pub use metrics::{evaluate, CalibrationBin, Metrics};
+pub use ndarray;
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
@@ -65,10 +65,17 @@ pub struct Model {
 }
 
 /// Fit a logistic model of `y` (true = positive) on the design matrix `x`.
-pub fn fit(preprocessor: Preprocessor, x: &Array2<f64>, y: &[bool], settings: &FitSettings) -> Result<Model> {
+pub fn fit(
+    preprocessor: Preprocessor,
+    x: &Array2<f64>,
+    y: &[bool],
+    settings: &FitSettings,
+) -> Result<Model> {
     let n = x.nrows();
     if n == 0 {
-        return Err(ModelError::Training("the training population is empty".into()));
+        return Err(ModelError::Training(
+            "the training population is empty".into(),
+        ));
     }
     let positives = y.iter().filter(|v| **v).count();
     if positives == 0 || positives == n {
@@ -91,20 +98,46 @@ pub fn fit(preprocessor: Preprocessor, x: &Array2<f64>, y: &[bool], settings: &F
     let convergence = check_convergence(x, y, &w, intercept, settings);
     let names = preprocessor.column_names();
     if names.len() != w.len() {
-        return Err(ModelError::Training(format!("{} design columns but {} coefficients", names.len(), w.len())));
+        return Err(ModelError::Training(format!(
+            "{} design columns but {} coefficients",
+            names.len(),
+            w.len()
+        )));
     }
-    Ok(Model { preprocessor, intercept, coefficients: names.into_iter().zip(w).collect(), convergence })
+    Ok(Model {
+        preprocessor,
+        intercept,
+        coefficients: names.into_iter().zip(w).collect(),
+        convergence,
+    })
 }
 
-fn check_convergence(x: &Array2<f64>, y: &[bool], w: &[f64], b: f64, s: &FitSettings) -> Convergence {
+fn check_convergence(
+    x: &Array2<f64>,
+    y: &[bool],
+    w: &[f64],
+    b: f64,
+    s: &FitSettings,
+) -> Convergence {
     let n = x.nrows() as f64;
     let w_arr = Array1::from_vec(w.to_vec());
     let z = x.dot(&w_arr) + b;
-    let resid: Array1<f64> = z.iter().zip(y).map(|(z, y)| sigmoid(*z) - if *y { 1.0 } else { 0.0 }).collect();
+    let resid: Array1<f64> = z
+        .iter()
+        .zip(y)
+        .map(|(z, y)| sigmoid(*z) - if *y { 1.0 } else { 0.0 })
+        .collect();
     let grad_w = x.t().dot(&resid) + &w_arr * s.alpha;
     let grad_b = resid.sum();
-    let max = grad_w.iter().chain(std::iter::once(&grad_b)).fold(0.0f64, |m, g| m.max(g.abs())) / n;
-    Convergence { converged: max.is_finite() && max <= 1e-3, max_gradient_per_row: max }
+    let max = grad_w
+        .iter()
+        .chain(std::iter::once(&grad_b))
+        .fold(0.0f64, |m, g| m.max(g.abs()))
+        / n;
+    Convergence {
+        converged: max.is_finite() && max <= 1e-3,
+        max_gradient_per_row: max,
+    }
 }
 
 pub fn sigmoid(z: f64) -> f64 {
@@ -128,7 +161,10 @@ impl Model {
     /// Probabilities for a design matrix.
     pub fn predict(&self, x: &Array2<f64>) -> Vec<f64> {
         let w = Array1::from_iter(self.coefficients.iter().map(|(_, c)| *c));
-        (x.dot(&w) + self.intercept).iter().map(|z| sigmoid(*z)).collect()
+        (x.dot(&w) + self.intercept)
+            .iter()
+            .map(|z| sigmoid(*z))
+            .collect()
     }
 
     /// Score a batch of features.
@@ -150,14 +186,20 @@ impl Model {
             contrib.retain(|(_, v)| *v > 0.0);
             contrib.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             contrib.truncate(3);
-            out.push(Score { p, top_features: contrib });
+            out.push(Score {
+                p,
+                top_features: contrib,
+            });
         }
         Ok(out)
     }
 
     /// Coefficient of a design column, for tests and reports.
     pub fn coefficient(&self, name: &str) -> Option<f64> {
-        self.coefficients.iter().find(|(n, _)| n == name).map(|(_, c)| *c)
+        self.coefficients
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| *c)
     }
 }
 

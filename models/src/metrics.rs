@@ -30,7 +30,11 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
     let n = p.len();
     let positives = y.iter().filter(|v| **v).count();
     let negatives = n - positives;
-    let base_rate = if n == 0 { 0.0 } else { positives as f64 / n as f64 };
+    let base_rate = if n == 0 {
+        0.0
+    } else {
+        positives as f64 / n as f64
+    };
     // Sort by score descending; ties grouped.
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|a, b| p[*b].total_cmp(&p[*a]).then(a.cmp(b)));
@@ -42,7 +46,11 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
         let mut j = i;
         let (mut tp_g, mut fp_g) = (0, 0);
         while j < n && p[idx[j]] == p[idx[i]] {
-            if y[idx[j]] { tp_g += 1 } else { fp_g += 1 }
+            if y[idx[j]] {
+                tp_g += 1
+            } else {
+                fp_g += 1
+            }
             j += 1;
         }
         // Trapezoid over the tie group.
@@ -53,13 +61,29 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
             ap += tp_g as f64 * (tp as f64 / (tp + fp) as f64);
         }
         curve.push((
-            if negatives > 0 { fp as f64 / negatives as f64 } else { 0.0 },
-            if positives > 0 { tp as f64 / positives as f64 } else { 0.0 },
+            if negatives > 0 {
+                fp as f64 / negatives as f64
+            } else {
+                0.0
+            },
+            if positives > 0 {
+                tp as f64 / positives as f64
+            } else {
+                0.0
+            },
         ));
         i = j;
     }
-    let roc_auc = if positives > 0 && negatives > 0 { auc / (positives as f64 * negatives as f64) } else { f64::NAN };
-    let pr_auc = if positives > 0 { ap / positives as f64 } else { f64::NAN };
+    let roc_auc = if positives > 0 && negatives > 0 {
+        auc / (positives as f64 * negatives as f64)
+    } else {
+        f64::NAN
+    };
+    let pr_auc = if positives > 0 {
+        ap / positives as f64
+    } else {
+        f64::NAN
+    };
     let eps = 1e-15;
     let log_loss = if n == 0 {
         f64::NAN
@@ -68,7 +92,11 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
             .zip(y)
             .map(|(p, y)| {
                 let p = p.clamp(eps, 1.0 - eps);
-                if *y { p.ln() } else { (1.0 - p).ln() }
+                if *y {
+                    p.ln()
+                } else {
+                    (1.0 - p).ln()
+                }
             })
             .sum::<f64>()
             / n as f64
@@ -76,23 +104,38 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
     let brier = if n == 0 {
         f64::NAN
     } else {
-        p.iter().zip(y).map(|(p, y)| (p - if *y { 1.0 } else { 0.0 }).powi(2)).sum::<f64>() / n as f64
+        p.iter()
+            .zip(y)
+            .map(|(p, y)| (p - if *y { 1.0 } else { 0.0 }).powi(2))
+            .sum::<f64>()
+            / n as f64
     };
     let top = (n as f64 / 10.0).ceil() as usize;
-    let top_rate = if top == 0 { 0.0 } else { idx[..top].iter().filter(|i| y[**i]).count() as f64 / top as f64 };
-    let lift_top_decile = if base_rate > 0.0 { top_rate / base_rate } else { f64::NAN };
+    let top_rate = if top == 0 {
+        0.0
+    } else {
+        idx[..top].iter().filter(|i| y[**i]).count() as f64 / top as f64
+    };
+    let lift_top_decile = if base_rate > 0.0 {
+        top_rate / base_rate
+    } else {
+        f64::NAN
+    };
     let mut calibration = Vec::new();
     for bin in 0..10 {
         let lo = bin as f64 / 10.0;
         let hi = lo + 0.1;
-        let members: Vec<usize> =
-            (0..n).filter(|i| p[*i] >= lo && (p[*i] < hi || (bin == 9 && p[*i] <= 1.0))).collect();
+        let members: Vec<usize> = (0..n)
+            .filter(|i| p[*i] >= lo && (p[*i] < hi || (bin == 9 && p[*i] <= 1.0)))
+            .collect();
         let rows = members.len();
         calibration.push(CalibrationBin {
             bin,
             rows: rows as u64,
-            mean_predicted: (rows > 0).then(|| members.iter().map(|i| p[*i]).sum::<f64>() / rows as f64),
-            observed_rate: (rows > 0).then(|| members.iter().filter(|i| y[**i]).count() as f64 / rows as f64),
+            mean_predicted: (rows > 0)
+                .then(|| members.iter().map(|i| p[*i]).sum::<f64>() / rows as f64),
+            observed_rate: (rows > 0)
+                .then(|| members.iter().filter(|i| y[**i]).count() as f64 / rows as f64),
         });
     }
     // Thin the curve to at most 50 points for the report.

@@ -32,14 +32,20 @@ fn spec() -> FeatureSpec {
 }
 
 fn settings() -> FitSettings {
-    FitSettings { alpha: 1.0, max_iterations: 200, gradient_tolerance: 1e-6 }
+    FitSettings {
+        alpha: 1.0,
+        max_iterations: 200,
+        gradient_tolerance: 1e-6,
+    }
 }
 
 /// A deterministic imbalanced set: ~5% positives, positive more likely for large x.
 fn imbalanced(n: usize) -> (RecordBatch, Vec<bool>) {
     let mut state = 12345u64;
     let mut rnd = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let mut xs = Vec::new();
@@ -63,14 +69,21 @@ fn p_is_the_probability_of_the_rare_positive_label() {
     let (b, y) = imbalanced(4000);
     let rate = y.iter().filter(|v| **v).count() as f64 / y.len() as f64;
     assert!(rate < 0.15, "the set must be imbalanced, got {rate}");
-    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
     let x = pre.transform(&b).unwrap();
     let model = fit(pre, &x, &y, &settings()).unwrap();
     assert!(model.convergence.converged, "{:?}", model.convergence);
-    assert!(model.coefficient("x").unwrap() > 0.5, "x pushes the positive label up: {:?}", model.coefficients);
+    assert!(
+        model.coefficient("x").unwrap() > 0.5,
+        "x pushes the positive label up: {:?}",
+        model.coefficients
+    );
     let p = model.predict(&x);
     let mean_p = p.iter().sum::<f64>() / p.len() as f64;
-    assert!((mean_p - rate).abs() < 0.02, "mean p {mean_p} should match the positive rate {rate}");
+    assert!(
+        (mean_p - rate).abs() < 0.02,
+        "mean p {mean_p} should match the positive rate {rate}"
+    );
     let m = evaluate(&p, &y);
     assert!(m.roc_auc > 0.75, "{}", m.roc_auc);
 }
@@ -78,16 +91,25 @@ fn p_is_the_probability_of_the_rare_positive_label() {
 #[test]
 fn non_convergence_is_reported() {
     let (b, y) = imbalanced(2000);
-    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
     let x = pre.transform(&b).unwrap();
-    let model = fit(pre, &x, &y, &FitSettings { max_iterations: 1, ..settings() }).unwrap();
+    let model = fit(
+        pre,
+        &x,
+        &y,
+        &FitSettings {
+            max_iterations: 1,
+            ..settings()
+        },
+    )
+    .unwrap();
     assert!(!model.convergence.converged, "{:?}", model.convergence);
 }
 
 #[test]
 fn an_unseen_category_scores_like_no_category() {
     let (b, y) = imbalanced(1000);
-    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
     let x = pre.transform(&b).unwrap();
     let model = fit(pre, &x, &y, &settings()).unwrap();
     let new = batch(&[Some(1.0), None], &[true, false], &["zzz", "a"]);
@@ -109,7 +131,7 @@ fn an_unseen_category_scores_like_no_category() {
 #[test]
 fn one_class_and_empty_populations_are_errors_not_panics() {
     let b = batch(&[Some(1.0), Some(2.0)], &[true, false], &["a", "b"]);
-    let pre = Preprocessor::fit(&spec(), &[b.clone()]).unwrap();
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
     let x = pre.transform(&b).unwrap();
     assert!(fit(pre.clone(), &x, &[true, true], &settings()).is_err());
     let empty = b.slice(0, 0);

@@ -9,7 +9,11 @@ use crate::storage::Root;
 use crate::{generate, models, run, summary};
 
 #[derive(Parser, Debug)]
-#[command(name = "flywheel", version, about = "Nightly referral and lifecycle pipeline for a car-service network")]
+#[command(
+    name = "flywheel",
+    version,
+    about = "Nightly referral and lifecycle pipeline for a car-service network"
+)]
 pub struct Cli {
     /// Config file (default: ./flywheel.toml when present).
     #[arg(long, global = true, env = "FLYWHEEL_CONFIG")]
@@ -89,7 +93,10 @@ pub enum ModelsAction {
     /// Every version per target, with its holdout metrics; * marks the champion.
     List,
     /// One model file (default: the champion).
-    Show { target: String, version: Option<String> },
+    Show {
+        target: String,
+        version: Option<String>,
+    },
     /// Make a version the champion.
     Promote { target: String, version: String },
     /// Return to the previous champion.
@@ -99,7 +106,9 @@ pub enum ModelsAction {
 fn one_target(s: &str) -> Result<models::Target> {
     match models::Target::parse(s)?.as_slice() {
         [t] => Ok(*t),
-        _ => Err(FlywheelError::Config("name one target: refer or churn".into())),
+        _ => Err(FlywheelError::Config(
+            "name one target: refer or churn".into(),
+        )),
     }
 }
 
@@ -114,10 +123,17 @@ pub fn parse_date(s: Option<&str>) -> Result<NaiveDate> {
 pub async fn execute(cli: Cli) -> Result<()> {
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Generate { customers, seed, as_of, out } => {
+        Command::Generate {
+            customers,
+            seed,
+            as_of,
+            out,
+        } => {
             let as_of = parse_date(as_of.as_deref())?;
             if customers == 0 {
-                return Err(FlywheelError::Config("--customers must be at least 1".into()));
+                return Err(FlywheelError::Config(
+                    "--customers must be at least 1".into(),
+                ));
             }
             let root = Root::parse(&out)?;
             let started = std::time::Instant::now();
@@ -156,7 +172,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
             run::enforce_reject_share(&v.checks, cfg.max_reject_share)?;
             println!("inputs at {} meet their contracts", root.url);
         }
-        Command::Run { date, input, output } => {
+        Command::Run {
+            date,
+            input,
+            output,
+        } => {
             if let Some(i) = input {
                 cfg.input = i;
             }
@@ -167,7 +187,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let report = run::run(&cfg, date).await?;
             summary::print(&report);
         }
-        Command::Train { target, as_of, input } => {
+        Command::Train {
+            target,
+            as_of,
+            input,
+        } => {
             if let Some(i) = input {
                 cfg.input = i;
             }
@@ -181,7 +205,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 .into_iter()
                 .filter(|j| matches!(j.name.as_str(), "referral_generations" | "referrals"))
                 .collect();
-            run::run_jobs(&ctx, &jobs, &run::params(&cfg, as_of), &mut run::Stages::default()).await?;
+            run::run_jobs(
+                &ctx,
+                &jobs,
+                &run::params(&cfg, as_of),
+                &mut run::Stages::default(),
+            )
+            .await?;
             let registry = models::Registry::open(&cfg)?;
             let fingerprint = models::fingerprint(&v.files);
             for t in targets {
@@ -203,7 +233,14 @@ pub async fn execute(cli: Cli) -> Result<()> {
                     r.file.train_rows,
                     r.file.model.convergence.converged
                 );
-                println!("  {}", if r.promoted { format!("champion ({})", r.reason) } else { r.reason.clone() });
+                println!(
+                    "  {}",
+                    if r.promoted {
+                        format!("champion ({})", r.reason)
+                    } else {
+                        r.reason.clone()
+                    }
+                );
             }
         }
         Command::Models { action } => {
@@ -214,7 +251,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
                         let champion = registry.champion(t).await?.version;
                         for v in registry.versions(t).await? {
                             let f = registry.load(t, &v).await?;
-                            let mark = if champion.as_deref() == Some(v.as_str()) { "*" } else { " " };
+                            let mark = if champion.as_deref() == Some(v.as_str()) {
+                                "*"
+                            } else {
+                                " "
+                            };
                             println!(
                                 "{mark} {:<6} {v}  as_of {}  holdout ROC AUC {:.4}  Brier {:.4}  rows {}",
                                 t.name(),
@@ -231,11 +272,16 @@ pub async fn execute(cli: Cli) -> Result<()> {
                     let v = match version {
                         Some(v) => v,
                         None => registry.champion(t).await?.version.ok_or_else(|| {
-                            FlywheelError::Model(format!("{target} has no champion; run `flywheel train`"))
+                            FlywheelError::Model(format!(
+                                "{target} has no champion; run `flywheel train`"
+                            ))
                         })?,
                     };
                     let f = registry.load(t, &v).await?;
-                    println!("{}", serde_json::to_string_pretty(&f).map_err(FlywheelError::internal)?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&f).map_err(FlywheelError::internal)?
+                    );
                 }
                 ModelsAction::Promote { target, version } => {
                     let t = one_target(&target)?;
@@ -253,7 +299,10 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let date = parse_date(date.as_deref())?;
             let root = Root::parse(&cfg.input)?;
             if root.list("crm_customers").await?.is_empty() {
-                println!("no demo data at {}: generating {customers} customers as of {date} ...", root.url);
+                println!(
+                    "no demo data at {}: generating {customers} customers as of {date} ...",
+                    root.url
+                );
                 generate::generate(&root, customers, 42, date).await?;
             } else {
                 println!("using the data already at {}", root.url);

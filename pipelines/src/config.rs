@@ -72,11 +72,19 @@ impl Config {
     fn from_file(path: &str, must_exist: bool) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Config::default()),
-            Err(e) => return Err(FlywheelError::Config(format!("cannot read config file {path}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(FlywheelError::Config(format!(
+                    "cannot read config file {path}: {e}"
+                )))
+            }
         };
         toml::from_str(&text).map_err(|e| {
-            FlywheelError::Config(format!("config file {path} is not valid: {e}; see README, Configuration"))
+            FlywheelError::Config(format!(
+                "config file {path} is not valid: {e}; see README, Configuration"
+            ))
         })
     }
 
@@ -85,30 +93,44 @@ impl Config {
         let mut table = toml::Table::try_from(&*self).map_err(FlywheelError::internal)?;
         let keys: Vec<String> = table.keys().cloned().collect();
         let mut changed = false;
-        for key in keys.into_iter().chain(std::iter::once("models".to_string())) {
+        for key in keys
+            .into_iter()
+            .chain(std::iter::once("models".to_string()))
+        {
             let var = format!("FLYWHEEL_{}", key.to_ascii_uppercase());
-            let Ok(raw) = std::env::var(&var) else { continue };
+            let Ok(raw) = std::env::var(&var) else {
+                continue;
+            };
             let value = match table.get(&key) {
                 Some(toml::Value::Integer(_)) => raw.parse::<i64>().map(toml::Value::Integer).ok(),
                 Some(toml::Value::Float(_)) => raw.parse::<f64>().map(toml::Value::Float).ok(),
                 _ => Some(toml::Value::String(raw.clone())),
             };
-            let value = value.ok_or_else(|| FlywheelError::Config(format!("{var}={raw:?} is not a number")))?;
+            let value = value
+                .ok_or_else(|| FlywheelError::Config(format!("{var}={raw:?} is not a number")))?;
             table.insert(key, value);
             changed = true;
         }
         if changed {
-            *self = table.try_into().map_err(|e| FlywheelError::Config(format!("environment: {e}")))?;
+            *self = table
+                .try_into()
+                .map_err(|e| FlywheelError::Config(format!("environment: {e}")))?;
         }
         Ok(())
     }
 
     pub fn check(&self) -> Result<()> {
         let bad = |m: &str| Err(FlywheelError::Config(m.to_string()));
-        if self.attribution_window_days < 0 || self.refer_horizon_days <= 0 || self.churn_horizon_days <= 0 {
+        if self.attribution_window_days < 0
+            || self.refer_horizon_days <= 0
+            || self.churn_horizon_days <= 0
+        {
             return bad("attribution_window_days must be >= 0 and the horizons > 0");
         }
-        if self.max_signups_per_referrer_per_day < 0 || self.candidate_cooldown_days < 0 || self.alert_cooldown_days < 0 {
+        if self.max_signups_per_referrer_per_day < 0
+            || self.candidate_cooldown_days < 0
+            || self.alert_cooldown_days < 0
+        {
             return bad("max_signups_per_referrer_per_day and the cooldowns must be >= 0");
         }
         if !(0.0..=1.0).contains(&self.churn_alert_threshold)
@@ -127,6 +149,8 @@ impl Config {
     }
 
     pub fn models_root(&self) -> String {
-        self.models.clone().unwrap_or_else(|| format!("{}/models", self.output.trim_end_matches('/')))
+        self.models
+            .clone()
+            .unwrap_or_else(|| format!("{}/models", self.output.trim_end_matches('/')))
     }
 }

@@ -14,24 +14,71 @@ use crate::error::{FlywheelError, Result};
 
 /// The contracts compiled into the binary, by table name.
 const CONTRACT_FILES: &[(&str, &str)] = &[
-    ("crm_customers", include_str!("../../data-contracts/crm_customers.odcs.yaml")),
-    ("visits", include_str!("../../data-contracts/visits.odcs.yaml")),
-    ("nps_responses", include_str!("../../data-contracts/nps_responses.odcs.yaml")),
-    ("referral_events", include_str!("../../data-contracts/referral_events.odcs.yaml")),
-    ("referral_attribution", include_str!("../../data-contracts/referral_attribution.odcs.yaml")),
-    ("customer_features", include_str!("../../data-contracts/customer_features.odcs.yaml")),
-    ("rejects", include_str!("../../data-contracts/rejects.odcs.yaml")),
-    ("referral_kpis", include_str!("../../data-contracts/referral_kpis.odcs.yaml")),
-    ("lifecycle_health", include_str!("../../data-contracts/lifecycle_health.odcs.yaml")),
-    ("lifecycle_diagnosis", include_str!("../../data-contracts/lifecycle_diagnosis.odcs.yaml")),
-    ("channel_funnel", include_str!("../../data-contracts/channel_funnel.odcs.yaml")),
-    ("referrer_rewards", include_str!("../../data-contracts/referrer_rewards.odcs.yaml")),
-    ("referred_vs_other", include_str!("../../data-contracts/referred_vs_other.odcs.yaml")),
-    ("customer_scores", include_str!("../../data-contracts/customer_scores.odcs.yaml")),
+    (
+        "crm_customers",
+        include_str!("../../data-contracts/crm_customers.odcs.yaml"),
+    ),
+    (
+        "visits",
+        include_str!("../../data-contracts/visits.odcs.yaml"),
+    ),
+    (
+        "nps_responses",
+        include_str!("../../data-contracts/nps_responses.odcs.yaml"),
+    ),
+    (
+        "referral_events",
+        include_str!("../../data-contracts/referral_events.odcs.yaml"),
+    ),
+    (
+        "referral_attribution",
+        include_str!("../../data-contracts/referral_attribution.odcs.yaml"),
+    ),
+    (
+        "customer_features",
+        include_str!("../../data-contracts/customer_features.odcs.yaml"),
+    ),
+    (
+        "rejects",
+        include_str!("../../data-contracts/rejects.odcs.yaml"),
+    ),
+    (
+        "referral_kpis",
+        include_str!("../../data-contracts/referral_kpis.odcs.yaml"),
+    ),
+    (
+        "lifecycle_health",
+        include_str!("../../data-contracts/lifecycle_health.odcs.yaml"),
+    ),
+    (
+        "lifecycle_diagnosis",
+        include_str!("../../data-contracts/lifecycle_diagnosis.odcs.yaml"),
+    ),
+    (
+        "channel_funnel",
+        include_str!("../../data-contracts/channel_funnel.odcs.yaml"),
+    ),
+    (
+        "referrer_rewards",
+        include_str!("../../data-contracts/referrer_rewards.odcs.yaml"),
+    ),
+    (
+        "referred_vs_other",
+        include_str!("../../data-contracts/referred_vs_other.odcs.yaml"),
+    ),
+    (
+        "customer_scores",
+        include_str!("../../data-contracts/customer_scores.odcs.yaml"),
+    ),
 ];
 
 /// The inputs, in the order they are validated (the CRM first: visits and answers refer to it).
-pub const INPUTS: [&str; 4] = ["crm_customers", "visits", "nps_responses", "referral_events"];
+pub const INPUTS: [&str; 4] = [
+    "crm_customers",
+    "visits",
+    "nps_responses",
+    "referral_events",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
@@ -138,11 +185,14 @@ impl Contract {
     /// Check a finished output table before it is published: exact column names, order and
     /// types, no nulls in required columns, no duplicates in unique columns.
     pub fn check_output(&self, batches: &[RecordBatch], schema: &Schema) -> Result<()> {
-        let fail = |msg: String| FlywheelError::Internal(format!("output table {}: {msg}", self.table));
+        let fail =
+            |msg: String| FlywheelError::Internal(format!("output table {}: {msg}", self.table));
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let expected: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         if names != expected {
-            return Err(fail(format!("columns {names:?} differ from the contract's {expected:?}")));
+            return Err(fail(format!(
+                "columns {names:?} differ from the contract's {expected:?}"
+            )));
         }
         for (field, col) in schema.fields().iter().zip(&self.columns) {
             if field.data_type() != &col.ty.arrow() {
@@ -158,14 +208,20 @@ impl Contract {
             if col.required {
                 let nulls: usize = batches.iter().map(|b| b.column(i).null_count()).sum();
                 if nulls > 0 {
-                    return Err(fail(format!("required column {} has {nulls} null values", col.name)));
+                    return Err(fail(format!(
+                        "required column {} has {nulls} null values",
+                        col.name
+                    )));
                 }
             }
             if col.unique {
                 let mut seen = std::collections::HashSet::new();
                 for b in batches {
                     let a = arrow::compute::cast(b.column(i), &DataType::Utf8)?;
-                    let a = a.as_any().downcast_ref::<arrow::array::StringArray>().expect("utf8");
+                    let a = a
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .expect("utf8");
                     for v in a.iter().flatten() {
                         if !seen.insert(v.to_string()) {
                             return Err(fail(format!("unique column {} repeats {v:?}", col.name)));
@@ -250,7 +306,10 @@ pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
     let bad = |m: String| FlywheelError::internal(format!("data-contracts/{table}.odcs.yaml: {m}"));
     let odcs: Odcs = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
     if !odcs.api_version.starts_with("v3") {
-        return Err(bad(format!("apiVersion {} is not ODCS v3", odcs.api_version)));
+        return Err(bad(format!(
+            "apiVersion {} is not ODCS v3",
+            odcs.api_version
+        )));
     }
     let obj = odcs
         .schema
@@ -259,20 +318,28 @@ pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
         .ok_or_else(|| bad(format!("no schema object named {table}")))?;
     let mut columns = Vec::new();
     for p in obj.properties {
-        let ty = ColType::parse(&p.physical_type)
-            .ok_or_else(|| bad(format!("column {}: unknown physicalType {}", p.name, p.physical_type)))?;
+        let ty = ColType::parse(&p.physical_type).ok_or_else(|| {
+            bad(format!(
+                "column {}: unknown physicalType {}",
+                p.name, p.physical_type
+            ))
+        })?;
         let num = |k: &str| p.options.get(k).and_then(|v| v.as_f64());
         let mut valid_values = None;
         for q in &p.quality {
             if q.metric.as_deref() == Some("invalidValues") {
                 if let Some(serde_yaml::Value::Sequence(vals)) = q.arguments.get("validValues") {
-                    valid_values =
-                        Some(vals.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+                    valid_values = Some(
+                        vals.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect(),
+                    );
                 }
             }
         }
         let references = p.relationships.first().and_then(|r| {
-            r.to.split_once('.').map(|(t, c)| (t.to_string(), c.to_string()))
+            r.to.split_once('.')
+                .map(|(t, c)| (t.to_string(), c.to_string()))
         });
         columns.push(Column {
             name: p.name,
@@ -289,7 +356,16 @@ pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
         .quality
         .into_iter()
         .filter(|q| q.kind.as_deref() == Some("custom") && q.engine.as_deref() == Some("flywheel"))
-        .filter_map(|q| Some(RowRule { name: q.name?, predicate: q.implementation? }))
+        .filter_map(|q| {
+            Some(RowRule {
+                name: q.name?,
+                predicate: q.implementation?,
+            })
+        })
         .collect();
-    Ok(Contract { table: table.to_string(), columns, row_rules })
+    Ok(Contract {
+        table: table.to_string(),
+        columns,
+        row_rules,
+    })
 }

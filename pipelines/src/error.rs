@@ -42,7 +42,10 @@ impl FlywheelError {
     }
 
     pub fn storage(location: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        FlywheelError::Storage { location: location.into(), message: err.to_string() }
+        FlywheelError::Storage {
+            location: location.into(),
+            message: err.to_string(),
+        }
     }
 
     pub fn internal(err: impl std::fmt::Display) -> Self {

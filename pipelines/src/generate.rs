@@ -34,10 +34,10 @@ pub struct Rng(u64);
 impl Rng {
     pub fn new(seed: u64, stream: u64) -> Rng {
         let mut r = Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
+        r.next_u64();
         r
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -46,13 +46,13 @@ impl Rng {
     }
     /// Uniform in [0, 1).
     pub fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     pub fn chance(&mut self, p: f64) -> bool {
         self.f() < p
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     pub fn normal(&mut self) -> f64 {
         let u1 = self.f().max(1e-12);
@@ -74,7 +74,15 @@ fn sigmoid(x: f64) -> f64 {
 
 pub const CENTERS: usize = 40;
 const MODELS: [&str; 6] = ["Model 3", "Model Y", "Model S", "Model X", "ES6", "ET5"];
-const CHANNELS: [&str; 7] = ["wechat_chat", "wechat_moments", "wecom", "sms", "email", "qr_offline", "app_link"];
+const CHANNELS: [&str; 7] = [
+    "wechat_chat",
+    "wechat_moments",
+    "wecom",
+    "sms",
+    "email",
+    "qr_offline",
+    "app_link",
+];
 const NPS_CHANNELS: [&str; 4] = ["sms", "app", "email", "phone"];
 
 /// Latent traits of one customer; the features the models see are noisy views of these.
@@ -135,7 +143,17 @@ struct Columns {
 
 impl Columns {
     #[allow(clippy::too_many_arguments)]
-    fn event(&mut self, kind: &str, ts: i64, share: &str, referrer: &str, channel: &str, key: Option<&str>, customer: Option<&str>, points: Option<i32>) {
+    fn event(
+        &mut self,
+        kind: &str,
+        ts: i64,
+        share: &str,
+        referrer: &str,
+        channel: &str,
+        key: Option<&str>,
+        customer: Option<&str>,
+        points: Option<i32>,
+    ) {
         let n = self.e_id.len();
         self.e_id.push(format!("E{n:09}"));
         self.e_type.push(kind.to_string());
@@ -155,7 +173,7 @@ pub fn customer_id(i: usize) -> String {
 
 fn contact_hash(seed: u64, i: usize) -> String {
     let mut r = Rng::new(seed ^ 0xC0FFEE, i as u64);
-    format!("h{:016x}", r.next())
+    format!("h{:016x}", r.next_u64())
 }
 
 pub struct Summary {
@@ -166,7 +184,12 @@ pub struct Summary {
 }
 
 /// Generate the four inputs for `customers` customers as of `as_of` into `out`.
-pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate) -> Result<Summary> {
+pub async fn generate(
+    out: &Root,
+    customers: usize,
+    seed: u64,
+    as_of: NaiveDate,
+) -> Result<Summary> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     let as_of_days = as_of.signed_duration_since(epoch).num_days() as i32;
     let as_of_ns = as_of_days as i64 * DAY;
@@ -175,15 +198,20 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
     let mut traits = Vec::with_capacity(customers);
 
     // Centres differ in how long customers wait.
-    let center_wait: Vec<f64> = (0..CENTERS).map(|c| Rng::new(seed, 1_000_000_000 + c as u64).f() * 1.2 - 0.6).collect();
+    let center_wait: Vec<f64> = (0..CENTERS)
+        .map(|c| Rng::new(seed, 1_000_000_000 + c as u64).f() * 1.2 - 0.6)
+        .collect();
 
     // Pass 1: customers and their traits.
     for i in 0..customers {
         let mut r = Rng::new(seed, i as u64);
-        let center = (r.below(CENTERS as u64) as usize * r.below(CENTERS as u64) as usize) % CENTERS;
+        let center =
+            (r.below(CENTERS as u64) as usize * r.below(CENTERS as u64) as usize) % CENTERS;
         let satisfaction = r.normal();
         let community = r.chance(sigmoid(-1.2 + 0.9 * satisfaction));
-        let social_shares = if r.chance(sigmoid(-1.5 + 0.8 * satisfaction + if community { 1.0 } else { 0.0 })) {
+        let social_shares = if r.chance(sigmoid(
+            -1.5 + 0.8 * satisfaction + if community { 1.0 } else { 0.0 },
+        )) {
             1 + r.below(4) as i32
         } else {
             0
@@ -193,9 +221,16 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
         let value_added = sigmoid(-1.0 + 0.9 * r.normal());
         let wait_level = center_wait[center] + 0.5 * r.normal();
         // Yearly churn hazard: detractors, long waits and repairs push it up, value-added down.
-        let churn_hazard = 0.25 * (-0.9 * satisfaction + 0.8 * wait_level + 2.2 * (repair_share - 0.25) - 1.8 * (value_added - 0.3)).exp();
+        let churn_hazard = 0.25
+            * (-0.9 * satisfaction + 0.8 * wait_level + 2.2 * (repair_share - 0.25)
+                - 1.8 * (value_added - 0.3))
+                .exp();
         let refer_rate = 0.35
-            * (0.9 * satisfaction + 0.45 * (visit_rate / 2.6 - 1.0) * 2.0 + if community { 0.8 } else { 0.0 } + 0.35 * social_shares as f64).exp();
+            * (0.9 * satisfaction
+                + 0.45 * (visit_rate / 2.6 - 1.0) * 2.0
+                + if community { 0.8 } else { 0.0 }
+                + 0.35 * social_shares as f64)
+                .exp();
         // Deliveries over the last six years (a few in the coming weeks).
         let delivery = as_of_days - 6 * 365 + r.below(6 * 365 + 14) as i32;
         let segment = match r.below(100) {
@@ -205,19 +240,33 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
         };
         cols.c_id.push(customer_id(i));
         cols.c_center.push(format!("SC{:02}", center + 1));
-        cols.c_advisor.push(if r.chance(0.9) { Some(format!("ADV{:02}{}", center + 1, r.below(6))) } else { None });
+        cols.c_advisor.push(if r.chance(0.9) {
+            Some(format!("ADV{:02}{}", center + 1, r.below(6)))
+        } else {
+            None
+        });
         cols.c_segment.push(segment.into());
         cols.c_model.push(r.pick(&MODELS).to_string());
         cols.c_delivery.push(delivery);
-        cols.c_channel.push((*r.pick(&["ad", "organic", "event", "other"])).into());
+        cols.c_channel
+            .push((*r.pick(&["ad", "organic", "event", "other"])).into());
         cols.c_referred_by.push(None);
         cols.c_contact.push(contact_hash(seed, i));
         cols.c_community.push(community);
         cols.c_shares.push(social_shares);
         cols.c_consent.push(r.chance(0.9));
         cols.c_optout.push(r.chance(0.03));
-        cols.c_updated.push(as_of_ns - (1 + r.below(30 * 24)) as i64 * HOUR);
-        traits.push(Traits { satisfaction, visit_rate, repair_share, value_added, wait_level, churn_hazard, refer_rate });
+        cols.c_updated
+            .push(as_of_ns - (1 + r.below(30 * 24)) as i64 * HOUR);
+        traits.push(Traits {
+            satisfaction,
+            visit_rate,
+            repair_share,
+            value_added,
+            wait_level,
+            churn_hazard,
+            refer_rate,
+        });
     }
 
     // Referred customers: about a fifth, referred by an earlier-delivered customer chosen in
@@ -239,7 +288,11 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             let j = cumulative.partition_point(|c| *c < x).min(customers - 1);
             if j != i && cols.c_delivery[j] + 60 < cols.c_delivery[i] {
                 cols.c_referred_by[i] = Some(customer_id(j));
-                cols.c_channel[i] = if r.chance(0.85) { "referral".into() } else { "organic".into() };
+                cols.c_channel[i] = if r.chance(0.85) {
+                    "referral".into()
+                } else {
+                    "organic".into()
+                };
                 referrals.push((j, i));
                 break;
             }
@@ -251,8 +304,10 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
         let mut r = Rng::new(seed ^ 0x7157, i as u64);
         let id = cols.c_id[i].clone();
         let delivery_ns = cols.c_delivery[i] as i64 * DAY;
-        let mut ts = delivery_ns.max(history_start) + (r.exp(365.0 / t.visit_rate) * DAY as f64) as i64;
-        let churn_at = delivery_ns.max(history_start) + (r.exp(1.0 / t.churn_hazard) * 365.0 * DAY as f64) as i64;
+        let mut ts =
+            delivery_ns.max(history_start) + (r.exp(365.0 / t.visit_rate) * DAY as f64) as i64;
+        let churn_at = delivery_ns.max(history_start)
+            + (r.exp(1.0 / t.churn_hazard) * 365.0 * DAY as f64) as i64;
         let mut first = true;
         while ts < as_of_ns && ts < churn_at {
             // Seasonality: more visits before winter and summer trips.
@@ -261,9 +316,17 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             let kind = if first && r.chance(0.6) {
                 "inspection"
             } else if r.chance(t.repair_share) {
-                if r.chance(0.6) { "repair" } else { "warranty" }
+                if r.chance(0.6) {
+                    "repair"
+                } else {
+                    "warranty"
+                }
             } else if r.chance(0.06) {
-                if r.chance(0.5) { "roadside_assistance" } else { "mobile_service" }
+                if r.chance(0.5) {
+                    "roadside_assistance"
+                } else {
+                    "mobile_service"
+                }
             } else if r.chance(0.15) {
                 "inspection"
             } else {
@@ -277,8 +340,14 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
                 _ => 450.0,
             };
             let revenue = (base * (0.4 * r.normal()).exp() * 100.0).round() as i128;
-            let va = if r.chance(t.value_added) { (revenue as f64 * (0.1 + 0.4 * r.f())).round() as i128 } else { 0 };
-            let wait = (25.0 * (t.wait_level + 0.4 * r.normal() + if busy { 0.2 } else { 0.0 }).exp()).round() as i32;
+            let va = if r.chance(t.value_added) {
+                (revenue as f64 * (0.1 + 0.4 * r.f())).round() as i128
+            } else {
+                0
+            };
+            let wait = (25.0
+                * (t.wait_level + 0.4 * r.normal() + if busy { 0.2 } else { 0.0 }).exp())
+            .round() as i32;
             let visit_ts = ts - ts.rem_euclid(DAY) + 8 * HOUR + (r.f() * 10.0 * HOUR as f64) as i64;
             if visit_ts >= as_of_ns {
                 break;
@@ -286,17 +355,29 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             let vid = format!("V{:010}", cols.v_id.len());
             cols.v_id.push(vid.clone());
             cols.v_customer.push(id.clone());
-            cols.v_center.push(if r.chance(0.92) { cols.c_center[i].clone() } else { format!("SC{:02}", 1 + r.below(CENTERS as u64)) });
+            cols.v_center.push(if r.chance(0.92) {
+                cols.c_center[i].clone()
+            } else {
+                format!("SC{:02}", 1 + r.below(CENTERS as u64))
+            });
             cols.v_ts.push(visit_ts);
             cols.v_type.push(kind.into());
             cols.v_revenue.push(revenue);
             cols.v_va.push(va);
-            cols.v_wait.push(if r.chance(0.93) { Some(wait.max(0)) } else { None });
+            cols.v_wait.push(if r.chance(0.93) {
+                Some(wait.max(0))
+            } else {
+                None
+            });
             if r.chance(0.35) {
                 let answer_ts = visit_ts + HOUR + (r.f() * 72.0 * HOUR as f64) as i64;
                 if answer_ts < as_of_ns {
-                    let mood = t.satisfaction - 0.5 * (wait as f64 / 25.0 - 1.0) - if kind == "repair" { 0.3 } else { 0.0 };
-                    let score = (8.2 + 1.6 * mood + 0.8 * r.normal()).round().clamp(0.0, 10.0) as i32;
+                    let mood = t.satisfaction
+                        - 0.5 * (wait as f64 / 25.0 - 1.0)
+                        - if kind == "repair" { 0.3 } else { 0.0 };
+                    let score = (8.2 + 1.6 * mood + 0.8 * r.normal())
+                        .round()
+                        .clamp(0.0, 10.0) as i32;
                     cols.n_id.push(format!("R{:010}", cols.n_id.len()));
                     cols.n_customer.push(id.clone());
                     cols.n_visit.push(Some(vid));
@@ -307,7 +388,8 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             }
             first = false;
             let busy_factor = if busy { 0.8 } else { 1.1 };
-            ts = visit_ts + ((r.exp(365.0 / t.visit_rate) * busy_factor).max(3.0) * DAY as f64) as i64;
+            ts = visit_ts
+                + ((r.exp(365.0 / t.visit_rate) * busy_factor).max(3.0) * DAY as f64) as i64;
         }
     }
 
@@ -325,23 +407,62 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
         let delivery_ns = cols.c_delivery[i] as i64 * DAY;
         let channel = r.pick(&CHANNELS).to_string();
         let share = next_share();
-        let share_ts = delivery_ns - (10 + r.below(50)) as i64 * DAY + (r.f() * 12.0 * HOUR as f64) as i64;
+        let share_ts =
+            delivery_ns - (10 + r.below(50)) as i64 * DAY + (r.f() * 12.0 * HOUR as f64) as i64;
         let signup_ts = share_ts + (2 + r.below(70)) as i64 * HOUR;
         let fs_ts = signup_ts + (r.f().powi(2) * 110.0 * DAY as f64) as i64; // some beyond 90 days
         if share_ts >= as_of_ns || share_ts < history_start - 365 * DAY {
             continue;
         }
-        cols.event("share", share_ts, &share, &referrer, &channel, None, None, None);
-        cols.event("click", share_ts + HOUR, &share, &referrer, &channel, Some(&key), None, None);
+        cols.event(
+            "share", share_ts, &share, &referrer, &channel, None, None, None,
+        );
+        cols.event(
+            "click",
+            share_ts + HOUR,
+            &share,
+            &referrer,
+            &channel,
+            Some(&key),
+            None,
+            None,
+        );
         if signup_ts < as_of_ns {
-            cols.event("signup", signup_ts, &share, &referrer, &channel, Some(&key), None, None);
+            cols.event(
+                "signup",
+                signup_ts,
+                &share,
+                &referrer,
+                &channel,
+                Some(&key),
+                None,
+                None,
+            );
             if r.chance(0.02) {
                 // A duplicate signup of the same person through the same link.
-                cols.event("signup", signup_ts + 3 * HOUR, &share, &referrer, &channel, Some(&key), None, None);
+                cols.event(
+                    "signup",
+                    signup_ts + 3 * HOUR,
+                    &share,
+                    &referrer,
+                    &channel,
+                    Some(&key),
+                    None,
+                    None,
+                );
             }
         }
         if fs_ts < as_of_ns && r.chance(0.92) {
-            cols.event("first_service", fs_ts, &share, &referrer, &channel, Some(&key), Some(&referee), None);
+            cols.event(
+                "first_service",
+                fs_ts,
+                &share,
+                &referrer,
+                &channel,
+                Some(&key),
+                Some(&referee),
+                None,
+            );
             let roll = r.f();
             let reward_ts = if roll < 0.88 {
                 Some(fs_ts + (r.f() * 20.0 * HOUR as f64) as i64)
@@ -351,7 +472,16 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
                 None // missing reward: owed
             };
             if let Some(rt) = reward_ts.filter(|rt| *rt < as_of_ns) {
-                cols.event("reward_issued", rt, &share, &referrer, &channel, Some(&key), Some(&referee), Some(500));
+                cols.event(
+                    "reward_issued",
+                    rt,
+                    &share,
+                    &referrer,
+                    &channel,
+                    Some(&key),
+                    Some(&referee),
+                    Some(500),
+                );
             }
         }
     }
@@ -367,14 +497,32 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             cols.event("share", ts, &share, &referrer, &channel, None, None, None);
             let clicks = r.below(3);
             for c in 0..clicks {
-                let key = format!("k{:015x}", r.next() >> 4);
+                let key = format!("k{:015x}", r.next_u64() >> 4);
                 let click_ts = ts + (c as i64 + 1) * HOUR;
                 if click_ts >= as_of_ns {
                     break;
                 }
-                cols.event("click", click_ts, &share, &referrer, &channel, Some(&key), None, None);
+                cols.event(
+                    "click",
+                    click_ts,
+                    &share,
+                    &referrer,
+                    &channel,
+                    Some(&key),
+                    None,
+                    None,
+                );
                 if r.chance(0.35) && click_ts + HOUR < as_of_ns {
-                    cols.event("signup", click_ts + HOUR, &share, &referrer, &channel, Some(&key), None, None);
+                    cols.event(
+                        "signup",
+                        click_ts + HOUR,
+                        &share,
+                        &referrer,
+                        &channel,
+                        Some(&key),
+                        None,
+                        None,
+                    );
                 }
             }
             ts += (r.exp(365.0 / t.refer_rate) * DAY as f64).max(HOUR as f64) as i64;
@@ -386,8 +534,26 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             let share = next_share();
             let ch = r.pick(&CHANNELS).to_string();
             cols.event("share", s_ts, &share, &referrer, &ch, None, None, None);
-            cols.event("signup", s_ts + HOUR, &share, &referrer, &ch, Some(&key), None, None);
-            cols.event("first_service", s_ts + 5 * DAY, &share, &referrer, &ch, Some(&key), Some(&referrer), None);
+            cols.event(
+                "signup",
+                s_ts + HOUR,
+                &share,
+                &referrer,
+                &ch,
+                Some(&key),
+                None,
+                None,
+            );
+            cols.event(
+                "first_service",
+                s_ts + 5 * DAY,
+                &share,
+                &referrer,
+                &ch,
+                Some(&key),
+                Some(&referrer),
+                None,
+            );
         }
         if r.chance(0.004) && customers > 1 {
             let other = (i + 1 + r.below(customers as u64 - 1) as usize) % customers;
@@ -398,9 +564,36 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
                 let share = next_share();
                 let ch = r.pick(&CHANNELS).to_string();
                 cols.event("share", s_ts, &share, &referrer, &ch, None, None, None);
-                cols.event("signup", s_ts + HOUR, &share, &referrer, &ch, Some(&key), None, None);
-                cols.event("first_service", s_ts + 3 * DAY, &share, &referrer, &ch, Some(&key), Some(&other_id), None);
-                cols.event("reward_issued", s_ts + 3 * DAY + HOUR, &share, &referrer, &ch, Some(&key), Some(&other_id), Some(500));
+                cols.event(
+                    "signup",
+                    s_ts + HOUR,
+                    &share,
+                    &referrer,
+                    &ch,
+                    Some(&key),
+                    None,
+                    None,
+                );
+                cols.event(
+                    "first_service",
+                    s_ts + 3 * DAY,
+                    &share,
+                    &referrer,
+                    &ch,
+                    Some(&key),
+                    Some(&other_id),
+                    None,
+                );
+                cols.event(
+                    "reward_issued",
+                    s_ts + 3 * DAY + HOUR,
+                    &share,
+                    &referrer,
+                    &ch,
+                    Some(&key),
+                    Some(&other_id),
+                    Some(500),
+                );
             }
         }
         // Velocity bursts: a handful of referrers sign up many people in one day.
@@ -410,8 +603,17 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
             let ch = r.pick(&CHANNELS).to_string();
             cols.event("share", day, &share, &referrer, &ch, None, None, None);
             for b in 0..(6 + r.below(4)) {
-                let key = format!("k{:015x}", r.next() >> 4);
-                cols.event("signup", day + (b as i64 + 1) * 600_000_000_000, &share, &referrer, &ch, Some(&key), None, None);
+                let key = format!("k{:015x}", r.next_u64() >> 4);
+                cols.event(
+                    "signup",
+                    day + (b as i64 + 1) * 600_000_000_000,
+                    &share,
+                    &referrer,
+                    &ch,
+                    Some(&key),
+                    None,
+                    None,
+                );
             }
         }
     }
@@ -424,7 +626,13 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: NaiveDate)
         referral_events: cols.e_id.len(),
     };
     write_inputs(out, cols, as_of_ns).await?;
-    info!(customers = summary.customers, visits = summary.visits, nps = summary.nps_responses, events = summary.referral_events, "demo data written");
+    info!(
+        customers = summary.customers,
+        visits = summary.visits,
+        nps = summary.nps_responses,
+        events = summary.referral_events,
+        "demo data written"
+    );
     Ok(summary)
 }
 
@@ -462,7 +670,11 @@ fn utc(v: Vec<i64>) -> ArrayRef {
 }
 
 fn money(v: Vec<i128>) -> ArrayRef {
-    Arc::new(Decimal128Array::from(v).with_precision_and_scale(12, 2).expect("decimal(12,2)"))
+    Arc::new(
+        Decimal128Array::from(v)
+            .with_precision_and_scale(12, 2)
+            .expect("decimal(12,2)"),
+    )
 }
 
 fn strings(v: Vec<String>) -> ArrayRef {
@@ -494,7 +706,11 @@ async fn write_inputs(out: &Root, c: Columns, as_of_ns: i64) -> Result<()> {
             utc(c.c_updated),
         ],
     )?;
-    out.put("crm_customers/part-00000.parquet", parquet_bytes(&crm.schema(), &[crm.clone()])?).await?;
+    out.put(
+        "crm_customers/part-00000.parquet",
+        parquet_bytes(&crm.schema(), std::slice::from_ref(&crm))?,
+    )
+    .await?;
 
     let visits = RecordBatch::try_new(
         schema("visits")?,
@@ -522,7 +738,11 @@ async fn write_inputs(out: &Root, c: Columns, as_of_ns: i64) -> Result<()> {
             strings(c.n_channel),
         ],
     )?;
-    out.put("nps_responses/part-00000.parquet", parquet_bytes(&nps.schema(), &[nps.clone()])?).await?;
+    out.put(
+        "nps_responses/part-00000.parquet",
+        parquet_bytes(&nps.schema(), std::slice::from_ref(&nps))?,
+    )
+    .await?;
 
     let events = RecordBatch::try_new(
         schema("referral_events")?,
@@ -543,7 +763,13 @@ async fn write_inputs(out: &Root, c: Columns, as_of_ns: i64) -> Result<()> {
 }
 
 /// Hive-style `year=YYYY/` folders, as many exporters write logs.
-async fn write_by_year(out: &Root, table: &str, batch: &RecordBatch, ts: &[i64], as_of_ns: i64) -> Result<()> {
+async fn write_by_year(
+    out: &Root,
+    table: &str,
+    batch: &RecordBatch,
+    ts: &[i64],
+    as_of_ns: i64,
+) -> Result<()> {
     use chrono::Datelike;
     let year_of = |t: i64| chrono::DateTime::from_timestamp_nanos(t).year();
     let row_years: Vec<i32> = ts.iter().map(|t| year_of(*t)).collect();
@@ -556,7 +782,11 @@ async fn write_by_year(out: &Root, table: &str, batch: &RecordBatch, ts: &[i64],
     for y in years {
         let mask: BooleanArray = row_years.iter().map(|ry| Some(*ry == y)).collect();
         let part = arrow::compute::filter_record_batch(batch, &mask)?;
-        out.put(&format!("{table}/year={y}/part-00000.parquet"), parquet_bytes(&part.schema(), &[part])?).await?;
+        out.put(
+            &format!("{table}/year={y}/part-00000.parquet"),
+            parquet_bytes(&part.schema(), &[part])?,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch,
-    StringArray, StringBuilder, TimestampNanosecondArray,
+    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray, StringBuilder,
+    TimestampNanosecondArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use futures::TryStreamExt;
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
@@ -73,7 +73,10 @@ pub fn staging_schema(contract: &Contract) -> SchemaRef {
 pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput> {
     let table = &contract.table;
     let listing = root.list(table).await?;
-    let files: Vec<_> = listing.into_iter().filter(|m| m.location.as_ref().ends_with(".parquet")).collect();
+    let files: Vec<_> = listing
+        .into_iter()
+        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        .collect();
     if files.is_empty() {
         return Err(FlywheelError::Contract(format!(
             "input {table}: no *.parquet files under {}; export the table there (Hive-style key=value/ folders are fine)",
@@ -93,7 +96,9 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
         };
         let reader = ParquetObjectReader::new(root.store.clone(), meta.location.clone())
             .with_file_size(meta.size);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| unreadable(&e))?;
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| unreadable(&e))?;
         let file_schema = builder.schema().clone();
         let mut roots = Vec::new();
         for col in &contract.columns {
@@ -115,7 +120,11 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
             roots.push(idx);
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let stream = builder.with_projection(mask).with_batch_size(65_536).build().map_err(|e| unreadable(&e))?;
+        let stream = builder
+            .with_projection(mask)
+            .with_batch_size(65_536)
+            .build()
+            .map_err(|e| unreadable(&e))?;
         let raw: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| unreadable(&e))?;
         let mut rows = 0u64;
         for batch in raw {
@@ -129,7 +138,11 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
             rows,
         });
     }
-    Ok(LoadedInput { batches, schema, files: infos })
+    Ok(LoadedInput {
+        batches,
+        schema,
+        files: infos,
+    })
 }
 
 fn is_string(t: &DataType) -> bool {
@@ -151,8 +164,13 @@ pub fn compatible(found: &DataType, want: ColType) -> bool {
         ColType::Int32 | ColType::Int64 => is_integer(found),
         ColType::Float64 => found.is_floating() || is_integer(found),
         ColType::Decimal(..) => {
-            matches!(found, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
-                || is_integer(found)
+            matches!(
+                found,
+                DataType::Decimal32(..)
+                    | DataType::Decimal64(..)
+                    | DataType::Decimal128(..)
+                    | DataType::Decimal256(..)
+            ) || is_integer(found)
                 || found.is_floating()
         }
         ColType::Timestamp => matches!(found, DataType::Timestamp(..)),
@@ -176,12 +194,19 @@ impl Problems {
     }
 }
 
-fn convert_batch(batch: &RecordBatch, contract: &Contract, schema: &SchemaRef, file: &str) -> Result<RecordBatch> {
+fn convert_batch(
+    batch: &RecordBatch,
+    contract: &Contract,
+    schema: &SchemaRef,
+    file: &str,
+) -> Result<RecordBatch> {
     let n = batch.num_rows();
     let mut problems = Problems(vec![None; n]);
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(contract.columns.len() + 2);
     for col in &contract.columns {
-        let src = batch.column_by_name(&col.name).expect("projected column present");
+        let src = batch
+            .column_by_name(&col.name)
+            .expect("projected column present");
         let out = convert_column(src, col.ty, &col.name, &mut problems)?;
         columns.push(out);
     }
@@ -195,11 +220,24 @@ fn convert_batch(batch: &RecordBatch, contract: &Contract, schema: &SchemaRef, f
 }
 
 fn safe_cast(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
-    Ok(cast_with_options(a, to, &CastOptions { safe: true, ..Default::default() })?)
+    Ok(cast_with_options(
+        a,
+        to,
+        &CastOptions {
+            safe: true,
+            ..Default::default()
+        },
+    )?)
 }
 
 /// Record a problem for every row that was non-null before a conversion and null after it.
-fn lost_values(before: &ArrayRef, after: &ArrayRef, name: &str, problems: &mut Problems, what: &str) {
+fn lost_values(
+    before: &ArrayRef,
+    after: &ArrayRef,
+    name: &str,
+    problems: &mut Problems,
+    what: &str,
+) {
     if after.null_count() == before.null_count() {
         return;
     }
@@ -210,7 +248,12 @@ fn lost_values(before: &ArrayRef, after: &ArrayRef, name: &str, problems: &mut P
     }
 }
 
-fn convert_column(src: &ArrayRef, ty: ColType, name: &str, problems: &mut Problems) -> Result<ArrayRef> {
+fn convert_column(
+    src: &ArrayRef,
+    ty: ColType,
+    name: &str,
+    problems: &mut Problems,
+) -> Result<ArrayRef> {
     match ty {
         ColType::String => safe_cast(src, &DataType::Utf8),
         ColType::Boolean => Ok(src.clone()),
@@ -218,23 +261,55 @@ fn convert_column(src: &ArrayRef, ty: ColType, name: &str, problems: &mut Proble
         ColType::Int32 | ColType::Int64 | ColType::Float64 => {
             let to = staging_type(ty);
             let out = safe_cast(src, &to)?;
-            lost_values(src, &out, name, problems, "value does not fit the contract's integer type");
+            lost_values(
+                src,
+                &out,
+                name,
+                problems,
+                "value does not fit the contract's integer type",
+            );
             Ok(out)
         }
         ColType::Timestamp => Ok(Arc::new(timestamps_to_utc_nanos(src, name, problems))),
-        ColType::Decimal(precision, scale) => Ok(Arc::new(to_decimal(src, precision, scale, name, problems)?)),
+        ColType::Decimal(precision, scale) => {
+            Ok(Arc::new(to_decimal(src, precision, scale, name, problems)?))
+        }
     }
 }
 
 /// Any timestamp unit, naive (taken as UTC), UTC or another zone, as UTC nanoseconds. Arrow
 /// stores zoned timestamps as UTC instants already, so the values only change unit.
-fn timestamps_to_utc_nanos(src: &ArrayRef, name: &str, problems: &mut Problems) -> TimestampNanosecondArray {
-    let DataType::Timestamp(unit, _) = src.data_type() else { unreachable!("checked by compatible()") };
+fn timestamps_to_utc_nanos(
+    src: &ArrayRef,
+    name: &str,
+    problems: &mut Problems,
+) -> TimestampNanosecondArray {
+    let DataType::Timestamp(unit, _) = src.data_type() else {
+        unreachable!("checked by compatible()")
+    };
     let (values, factor): (Vec<Option<i64>>, i64) = match unit {
-        TimeUnit::Second => (src.as_primitive::<TimestampSecondType>().iter().collect(), 1_000_000_000),
-        TimeUnit::Millisecond => (src.as_primitive::<TimestampMillisecondType>().iter().collect(), 1_000_000),
-        TimeUnit::Microsecond => (src.as_primitive::<TimestampMicrosecondType>().iter().collect(), 1_000),
-        TimeUnit::Nanosecond => (src.as_primitive::<TimestampNanosecondType>().iter().collect(), 1),
+        TimeUnit::Second => (
+            src.as_primitive::<TimestampSecondType>().iter().collect(),
+            1_000_000_000,
+        ),
+        TimeUnit::Millisecond => (
+            src.as_primitive::<TimestampMillisecondType>()
+                .iter()
+                .collect(),
+            1_000_000,
+        ),
+        TimeUnit::Microsecond => (
+            src.as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect(),
+            1_000,
+        ),
+        TimeUnit::Nanosecond => (
+            src.as_primitive::<TimestampNanosecondType>()
+                .iter()
+                .collect(),
+            1,
+        ),
     };
     let out: TimestampNanosecondArray = values
         .into_iter()
@@ -243,7 +318,10 @@ fn timestamps_to_utc_nanos(src: &ArrayRef, name: &str, problems: &mut Problems) 
             v.and_then(|v| {
                 let r = v.checked_mul(factor);
                 if r.is_none() {
-                    problems.add(i, format!("{name}: timestamp out of range (years 1677-2262)"));
+                    problems.add(
+                        i,
+                        format!("{name}: timestamp out of range (years 1677-2262)"),
+                    );
                 }
                 r
             })
@@ -254,13 +332,23 @@ fn timestamps_to_utc_nanos(src: &ArrayRef, name: &str, problems: &mut Problems) 
 
 /// Money: decimals and integers that convert without loss, floats rounded to cents (halves away
 /// from zero, on the float's shortest decimal representation, so 2.675 is 2.68).
-fn to_decimal(src: &ArrayRef, precision: u8, scale: i8, name: &str, problems: &mut Problems) -> Result<Decimal128Array> {
+fn to_decimal(
+    src: &ArrayRef,
+    precision: u8,
+    scale: i8,
+    name: &str,
+    problems: &mut Problems,
+) -> Result<Decimal128Array> {
     let limit = 10i128.pow(precision as u32);
     let mut out: Vec<Option<i128>> = Vec::with_capacity(src.len());
     match src.data_type() {
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let f = safe_cast(src, &DataType::Float64)?;
-            for (i, v) in f.as_primitive::<arrow::datatypes::Float64Type>().iter().enumerate() {
+            for (i, v) in f
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .iter()
+                .enumerate()
+            {
                 out.push(v.and_then(|x| {
                     let r = round_float(x, scale);
                     if r.is_none() {
@@ -270,15 +358,25 @@ fn to_decimal(src: &ArrayRef, precision: u8, scale: i8, name: &str, problems: &m
                 }));
             }
         }
-        DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => {
+        DataType::Decimal32(_, s)
+        | DataType::Decimal64(_, s)
+        | DataType::Decimal128(_, s)
+        | DataType::Decimal256(_, s) => {
             let s = *s;
             let wide = safe_cast(src, &DataType::Decimal128(38, s))?;
             lost_values(src, &wide, name, problems, "amount too large");
-            for (i, v) in wide.as_primitive::<arrow::datatypes::Decimal128Type>().iter().enumerate() {
+            for (i, v) in wide
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .iter()
+                .enumerate()
+            {
                 out.push(v.and_then(|x| {
                     let r = rescale(x, s, scale);
                     if r.is_none() {
-                        problems.add(i, format!("{name}: amount has more than {scale} decimal places"));
+                        problems.add(
+                            i,
+                            format!("{name}: amount has more than {scale} decimal places"),
+                        );
                     }
                     r
                 }));
@@ -296,7 +394,10 @@ fn to_decimal(src: &ArrayRef, precision: u8, scale: i8, name: &str, problems: &m
     for (i, v) in out.iter_mut().enumerate() {
         if let Some(x) = *v {
             if x.abs() >= limit {
-                problems.add(i, format!("{name}: amount exceeds decimal({precision},{scale})"));
+                problems.add(
+                    i,
+                    format!("{name}: amount exceeds decimal({precision},{scale})"),
+                );
                 *v = None;
             }
         }
@@ -328,14 +429,24 @@ pub fn round_float(x: f64, scale: i8) -> Option<i128> {
     let (int_part, rest): (String, String) = if point <= 0 {
         (String::new(), "0".repeat((-point) as usize) + &digits)
     } else if point as usize >= digits.len() {
-        (digits.clone() + &"0".repeat(point as usize - digits.len()), String::new())
+        (
+            digits.clone() + &"0".repeat(point as usize - digits.len()),
+            String::new(),
+        )
     } else {
-        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+        (
+            digits[..point as usize].to_string(),
+            digits[point as usize..].to_string(),
+        )
     };
     if int_part.len() > 36 {
         return None;
     }
-    let mut v: i128 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    let mut v: i128 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().ok()?
+    };
     if rest.as_bytes().first().is_some_and(|c| *c >= b'5') {
         v += 1;
     }

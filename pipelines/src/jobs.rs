@@ -7,16 +7,40 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{FlywheelError, Result};
 
 const SQL_FILES: &[(&str, &str)] = &[
-    ("referral_generations", include_str!("../../sql/referral_generations.sql")),
+    (
+        "referral_generations",
+        include_str!("../../sql/referral_generations.sql"),
+    ),
     ("referrals", include_str!("../../sql/referrals.sql")),
-    ("referral_attribution", include_str!("../../sql/referral_attribution.sql")),
-    ("customer_features", include_str!("../../sql/customer_features.sql")),
+    (
+        "referral_attribution",
+        include_str!("../../sql/referral_attribution.sql"),
+    ),
+    (
+        "customer_features",
+        include_str!("../../sql/customer_features.sql"),
+    ),
     ("referral_kpis", include_str!("../../sql/referral_kpis.sql")),
-    ("lifecycle_health", include_str!("../../sql/lifecycle_health.sql")),
-    ("lifecycle_diagnosis", include_str!("../../sql/lifecycle_diagnosis.sql")),
-    ("channel_funnel", include_str!("../../sql/channel_funnel.sql")),
-    ("referrer_rewards", include_str!("../../sql/referrer_rewards.sql")),
-    ("referred_vs_other", include_str!("../../sql/referred_vs_other.sql")),
+    (
+        "lifecycle_health",
+        include_str!("../../sql/lifecycle_health.sql"),
+    ),
+    (
+        "lifecycle_diagnosis",
+        include_str!("../../sql/lifecycle_diagnosis.sql"),
+    ),
+    (
+        "channel_funnel",
+        include_str!("../../sql/channel_funnel.sql"),
+    ),
+    (
+        "referrer_rewards",
+        include_str!("../../sql/referrer_rewards.sql"),
+    ),
+    (
+        "referred_vs_other",
+        include_str!("../../sql/referred_vs_other.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -30,12 +54,18 @@ pub struct Job {
 /// Every job, in an order where each job comes after the tables it reads.
 pub fn all_jobs(inputs: &[&str]) -> Result<Vec<Job>> {
     let names: BTreeSet<&str> = SQL_FILES.iter().map(|(n, _)| *n).collect();
-    let known: BTreeSet<&str> = names.iter().copied().chain(inputs.iter().copied()).collect();
+    let known: BTreeSet<&str> = names
+        .iter()
+        .copied()
+        .chain(inputs.iter().copied())
+        .collect();
     let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
     for (name, sql) in SQL_FILES {
         let header = sql.lines().next().unwrap_or_default();
         if !header.starts_with(&format!("-- {name}")) {
-            return Err(FlywheelError::internal(format!("sql/{name}.sql must open with `-- {name}`")));
+            return Err(FlywheelError::internal(format!(
+                "sql/{name}.sql must open with `-- {name}`"
+            )));
         }
         let reads = identifiers(sql)
             .into_iter()
@@ -43,7 +73,12 @@ pub fn all_jobs(inputs: &[&str]) -> Result<Vec<Job>> {
             .collect();
         jobs.insert(
             name.to_string(),
-            Job { name: name.to_string(), sql: sql.to_string(), publish: !header.contains("(intermediate"), reads },
+            Job {
+                name: name.to_string(),
+                sql: sql.to_string(),
+                publish: !header.contains("(intermediate"),
+                reads,
+            },
         );
     }
     order(jobs, inputs)
@@ -54,11 +89,16 @@ fn order(mut pending: BTreeMap<String, Job>, inputs: &[&str]) -> Result<Vec<Job>
     let mut done: BTreeSet<String> = inputs.iter().map(|s| s.to_string()).collect();
     let mut out = Vec::new();
     while !pending.is_empty() {
-        let ready: Vec<String> =
-            pending.values().filter(|j| j.reads.iter().all(|r| done.contains(r))).map(|j| j.name.clone()).collect();
+        let ready: Vec<String> = pending
+            .values()
+            .filter(|j| j.reads.iter().all(|r| done.contains(r)))
+            .map(|j| j.name.clone())
+            .collect();
         if ready.is_empty() {
             let names: Vec<&String> = pending.keys().collect();
-            return Err(FlywheelError::internal(format!("SQL jobs read each other in a cycle: {names:?}")));
+            return Err(FlywheelError::internal(format!(
+                "SQL jobs read each other in a cycle: {names:?}"
+            )));
         }
         for name in ready {
             let job = pending.remove(&name).expect("ready job is pending");
@@ -101,13 +141,16 @@ pub fn bind(job: &Job, params: &BTreeMap<String, String>) -> Result<String> {
     let mut rest = job.sql.as_str();
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find('}')
-            .ok_or_else(|| FlywheelError::internal(format!("sql/{}.sql: unclosed ${{", job.name)))?;
+        let end = rest[start..].find('}').ok_or_else(|| {
+            FlywheelError::internal(format!("sql/{}.sql: unclosed ${{", job.name))
+        })?;
         let key = &rest[start + 2..start + end];
-        let value = params
-            .get(key)
-            .ok_or_else(|| FlywheelError::internal(format!("sql/{}.sql: unknown parameter ${{{key}}}", job.name)))?;
+        let value = params.get(key).ok_or_else(|| {
+            FlywheelError::internal(format!(
+                "sql/{}.sql: unknown parameter ${{{key}}}",
+                job.name
+            ))
+        })?;
         out.push_str(value);
         rest = &rest[start + end + 1..];
     }
@@ -128,7 +171,10 @@ mod tests {
         assert!(pos("referrals") < pos("customer_features"));
         let attribution = &jobs[pos("referral_attribution")];
         assert!(attribution.publish);
-        assert_eq!(attribution.reads.iter().collect::<Vec<_>>(), vec!["referrals"]);
+        assert_eq!(
+            attribution.reads.iter().collect::<Vec<_>>(),
+            vec!["referrals"]
+        );
         assert!(!jobs[pos("referrals")].publish);
     }
 

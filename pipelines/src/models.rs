@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray,
-};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use chrono::NaiveDate;
 use datafusion::datasource::MemTable;
@@ -43,7 +41,9 @@ impl Target {
             "refer" => Ok(vec![Target::Refer]),
             "churn" => Ok(vec![Target::Churn]),
             "all" => Ok(Target::ALL.to_vec()),
-            _ => Err(FlywheelError::Config(format!("unknown target {s:?}: use refer, churn or all"))),
+            _ => Err(FlywheelError::Config(format!(
+                "unknown target {s:?}: use refer, churn or all"
+            ))),
         }
     }
 
@@ -85,7 +85,12 @@ pub fn feature_spec() -> FeatureSpec {
             "referrals_converted_365d",
             "social_shares_90d",
         ]),
-        missing_indicator: s(&["days_since_last_visit", "avg_wait_minutes_365d", "nps_last", "nps_mean_365d"]),
+        missing_indicator: s(&[
+            "days_since_last_visit",
+            "avg_wait_minutes_365d",
+            "nps_last",
+            "nps_mean_365d",
+        ]),
         boolean: s(&["community_member", "acquired_by_referral"]),
         categorical: s(&["segment", "vehicle_model"]),
     }
@@ -122,16 +127,25 @@ pub struct Registry {
 
 impl Registry {
     pub fn open(cfg: &Config) -> Result<Registry> {
-        Ok(Registry { root: Root::parse(&cfg.models_root())? })
+        Ok(Registry {
+            root: Root::parse(&cfg.models_root())?,
+        })
     }
 
     pub async fn load(&self, target: Target, version: &str) -> Result<ModelFile> {
         let rel = format!("{}/{version}/model.json", target.name());
         let bytes = self.root.get(&rel).await?.ok_or_else(|| {
-            FlywheelError::Model(format!("no model {version} for {} at {}", target.name(), self.root.display(&rel)))
+            FlywheelError::Model(format!(
+                "no model {version} for {} at {}",
+                target.name(),
+                self.root.display(&rel)
+            ))
         })?;
         let file: ModelFile = serde_json::from_slice(&bytes).map_err(|e| {
-            FlywheelError::Model(format!("{} is not a valid model file ({e}); retrain with `flywheel train`", self.root.display(&rel)))
+            FlywheelError::Model(format!(
+                "{} is not a valid model file ({e}); retrain with `flywheel train`",
+                self.root.display(&rel)
+            ))
         })?;
         if file.format != 1 || file.target != target.name() {
             return Err(FlywheelError::Model(format!(
@@ -149,19 +163,27 @@ impl Registry {
         let rel = format!("{}/champion.json", target.name());
         match self.root.get(&rel).await? {
             None => Ok(Champion::default()),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| FlywheelError::Model(format!("{} is corrupt: {e}", self.root.display(&rel)))),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                FlywheelError::Model(format!("{} is corrupt: {e}", self.root.display(&rel)))
+            }),
         }
     }
 
     async fn set_champion(&self, target: Target, champion: &Champion) -> Result<()> {
         let json = serde_json::to_vec_pretty(champion).map_err(FlywheelError::internal)?;
-        self.root.put(&format!("{}/champion.json", target.name()), json.into()).await
+        self.root
+            .put(&format!("{}/champion.json", target.name()), json.into())
+            .await
     }
 
     pub async fn save(&self, file: &ModelFile) -> Result<()> {
         let json = serde_json::to_vec_pretty(file).map_err(FlywheelError::internal)?;
-        self.root.put(&format!("{}/{}/model.json", file.target, file.version), json.into()).await
+        self.root
+            .put(
+                &format!("{}/{}/model.json", file.target, file.version),
+                json.into(),
+            )
+            .await
     }
 
     pub async fn versions(&self, target: Target) -> Result<Vec<String>> {
@@ -197,7 +219,10 @@ impl Registry {
     pub async fn rollback(&self, target: Target) -> Result<String> {
         let mut c = self.champion(target).await?;
         let previous = c.history.pop().ok_or_else(|| {
-            FlywheelError::Config(format!("{} has no earlier champion to roll back to", target.name()))
+            FlywheelError::Config(format!(
+                "{} has no earlier champion to roll back to",
+                target.name()
+            ))
         })?;
         c.version = Some(previous.clone());
         self.set_champion(target, &c).await?;
@@ -206,7 +231,9 @@ impl Registry {
 }
 
 fn days_to_ns(d: NaiveDate) -> i64 {
-    d.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() * 86_400_000_000_000
+    d.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
+        .num_days()
+        * 86_400_000_000_000
 }
 
 /// customer_features evaluated at snapshot `t` in a context of its own (the jobs read
@@ -220,18 +247,36 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: NaiveDate) -> Re
     let all = jobs::all_jobs(&crate::contracts::INPUTS)?;
     let needed: Vec<_> = all
         .into_iter()
-        .filter(|j| matches!(j.name.as_str(), "referral_generations" | "referrals" | "customer_features"))
+        .filter(|j| {
+            matches!(
+                j.name.as_str(),
+                "referral_generations" | "referrals" | "customer_features"
+            )
+        })
         .collect();
     let mut stages = Stages::default();
     let mut tables = run::run_jobs(&snap, &needed, &run::params(cfg, t), &mut stages).await?;
-    Ok(tables.remove("customer_features").expect("customer_features job ran"))
+    Ok(tables
+        .remove("customer_features")
+        .expect("customer_features job ran"))
 }
 
 /// A labelled training set at snapshot `t`. `ctx` holds the run-date tables.
-pub async fn training_set(ctx: &SessionContext, cfg: &Config, target: Target, t: NaiveDate) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
+pub async fn training_set(
+    ctx: &SessionContext,
+    cfg: &Config,
+    target: Target,
+    t: NaiveDate,
+) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
     let features = features_at(ctx, cfg, t).await?;
     ctx.deregister_table("snapshot_features")?;
-    ctx.register_table("snapshot_features", Arc::new(MemTable::try_new(features.schema.clone(), vec![features.batches])?))?;
+    ctx.register_table(
+        "snapshot_features",
+        Arc::new(MemTable::try_new(
+            features.schema.clone(),
+            vec![features.batches],
+        )?),
+    )?;
     let mut params = run::params(cfg, t);
     params.insert("snapshot_ns".into(), days_to_ns(t).to_string());
     let job = jobs::Job {
@@ -240,26 +285,40 @@ pub async fn training_set(ctx: &SessionContext, cfg: &Config, target: Target, t:
         publish: false,
         reads: Default::default(),
     };
-    let batches = ctx.sql(&jobs::bind(&job, &params)?).await?.collect().await?;
+    let batches = ctx
+        .sql(&jobs::bind(&job, &params)?)
+        .await?
+        .collect()
+        .await?;
     ctx.deregister_table("snapshot_features")?;
     let mut labels = Vec::new();
     for b in &batches {
-        let col = b.column_by_name("label").expect("label column").as_boolean();
+        let col = b
+            .column_by_name("label")
+            .expect("label column")
+            .as_boolean();
         labels.extend((0..b.num_rows()).map(|i| col.value(i)));
     }
     Ok((batches, labels))
 }
 
-fn design(pre: &Preprocessor, batches: &[RecordBatch]) -> Result<flywheel_models::ndarray::Array2<f64>> {
+fn design(
+    pre: &Preprocessor,
+    batches: &[RecordBatch],
+) -> Result<flywheel_models::ndarray::Array2<f64>> {
     let mut parts = Vec::new();
     for b in batches {
         parts.push(pre.transform(b)?);
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     if views.is_empty() {
-        return Ok(flywheel_models::ndarray::Array2::zeros((0, pre.column_names().len())));
+        return Ok(flywheel_models::ndarray::Array2::zeros((
+            0,
+            pre.column_names().len(),
+        )));
     }
-    flywheel_models::ndarray::concatenate(flywheel_models::ndarray::Axis(0), &views).map_err(FlywheelError::internal)
+    flywheel_models::ndarray::concatenate(flywheel_models::ndarray::Axis(0), &views)
+        .map_err(FlywheelError::internal)
 }
 
 pub struct Trained {
@@ -270,11 +329,22 @@ pub struct Trained {
 
 /// Train a challenger for `target` as of `as_of`, compare it with the champion on the same
 /// holdout, and promote it when it is at least as good (README, "Models").
-pub async fn train(ctx: &SessionContext, cfg: &Config, registry: &Registry, target: Target, as_of: NaiveDate, fingerprint: &str) -> Result<Trained> {
+pub async fn train(
+    ctx: &SessionContext,
+    cfg: &Config,
+    registry: &Registry,
+    target: Target,
+    as_of: NaiveDate,
+    fingerprint: &str,
+) -> Result<Trained> {
     let h = chrono::Duration::days(target.horizon_days(cfg));
     let (train_t, holdout_t) = (as_of - h - h, as_of - h);
     let spec = feature_spec();
-    let settings = FitSettings { alpha: cfg.l2, max_iterations: cfg.max_iterations, gradient_tolerance: 1e-6 };
+    let settings = FitSettings {
+        alpha: cfg.l2,
+        max_iterations: cfg.max_iterations,
+        gradient_tolerance: 1e-6,
+    };
 
     let (train_b, train_y) = training_set(ctx, cfg, target, train_t).await?;
     let (hold_b, hold_y) = training_set(ctx, cfg, target, holdout_t).await?;
@@ -292,7 +362,11 @@ pub async fn train(ctx: &SessionContext, cfg: &Config, registry: &Registry, targ
     let x = design(&pre, &hold_b)?;
     let model = fit(pre, &x, &hold_y, &settings)?;
     if !model.convergence.converged {
-        tracing::warn!(target = target.name(), gradient = model.convergence.max_gradient_per_row, "the model did not converge; raise max_iterations or l2");
+        tracing::warn!(
+            target = target.name(),
+            gradient = model.convergence.max_gradient_per_row,
+            "the model did not converge; raise max_iterations or l2"
+        );
     }
     let mut file = ModelFile {
         format: 1,
@@ -326,7 +400,10 @@ pub async fn train(ctx: &SessionContext, cfg: &Config, registry: &Registry, targ
         Some(v) => match registry.load(target, v).await {
             Err(e) => (true, format!("the champion {v} cannot be used ({e})")),
             Ok(champ) => match design(&champ.model.preprocessor, &hold_b) {
-                Err(e) => (true, format!("the champion {v} does not fit today's features ({e})")),
+                Err(e) => (
+                    true,
+                    format!("the champion {v} does not fit today's features ({e})"),
+                ),
                 Ok(xh) => {
                     let cm = evaluate(&champ.model.predict(&xh), &hold_y);
                     promotion_decision(&file.holdout_metrics, &cm, v)
@@ -337,12 +414,20 @@ pub async fn train(ctx: &SessionContext, cfg: &Config, registry: &Registry, targ
     if promoted {
         registry.promote(target, &file.version).await?;
     }
-    Ok(Trained { file, promoted, reason })
+    Ok(Trained {
+        file,
+        promoted,
+        reason,
+    })
 }
 
 /// The promotion rule: holdout ROC AUC at least the champion's minus 0.005 and Brier score not
 /// worse by more than 10%.
-pub fn promotion_decision(challenger: &Metrics, champion: &Metrics, champion_version: &str) -> (bool, String) {
+pub fn promotion_decision(
+    challenger: &Metrics,
+    champion: &Metrics,
+    champion_version: &str,
+) -> (bool, String) {
     let auc_ok = challenger.roc_auc >= champion.roc_auc - 0.005;
     let brier_ok = challenger.brier <= champion.brier * 1.10;
     let detail = format!(
@@ -351,8 +436,14 @@ pub fn promotion_decision(challenger: &Metrics, champion: &Metrics, champion_ver
     );
     match (auc_ok, brier_ok) {
         (true, true) => (true, format!("promoted: {detail}")),
-        (false, _) => (false, format!("kept as challenger: AUC more than 0.005 below the champion's ({detail})")),
-        (true, false) => (false, format!("kept as challenger: Brier more than 10% worse ({detail})")),
+        (false, _) => (
+            false,
+            format!("kept as challenger: AUC more than 0.005 below the champion's ({detail})"),
+        ),
+        (true, false) => (
+            false,
+            format!("kept as challenger: Brier more than 10% worse ({detail})"),
+        ),
     }
 }
 
@@ -378,7 +469,9 @@ pub fn fingerprint(files: &BTreeMap<String, Vec<crate::inputs::InputFile>>) -> S
 
 /// A feature's value in words, for the reasons columns.
 pub fn describe(feature: &str, batch: &RecordBatch, row: usize) -> String {
-    let Some(col) = batch.column_by_name(feature) else { return feature.to_string() };
+    let Some(col) = batch.column_by_name(feature) else {
+        return feature.to_string();
+    };
     if col.is_null(row) {
         return match feature {
             "nps_last" | "nps_mean_365d" => "no NPS answer".into(),
@@ -390,7 +483,10 @@ pub fn describe(feature: &str, batch: &RecordBatch, row: usize) -> String {
     let num = || {
         arrow::compute::cast(&col.slice(row, 1), &DataType::Float64)
             .ok()
-            .and_then(|a| a.as_primitive_opt::<arrow::datatypes::Float64Type>().map(|p| p.value(0)))
+            .and_then(|a| {
+                a.as_primitive_opt::<arrow::datatypes::Float64Type>()
+                    .map(|p| p.value(0))
+            })
             .unwrap_or(f64::NAN)
     };
     let text = || {
@@ -405,7 +501,10 @@ pub fn describe(feature: &str, batch: &RecordBatch, row: usize) -> String {
         "nps_mean_365d" => format!("mean NPS {:.1} in the last year", num()),
         "avg_wait_minutes_365d" => format!("average wait {:.0} min", num()),
         "repair_visits_365d" => format!("{} repair or warranty visits in the last year", num()),
-        "roadside_365d" => format!("{} roadside or mobile-service calls in the last year", num()),
+        "roadside_365d" => format!(
+            "{} roadside or mobile-service calls in the last year",
+            num()
+        ),
         "visits_90d" => format!("{} visits in the last 90 days", num()),
         "visits_365d" => format!("{} visits in the last year", num()),
         "revenue_365d" => format!("spent {:.0} in the last year", num()),
@@ -417,8 +516,20 @@ pub fn describe(feature: &str, batch: &RecordBatch, row: usize) -> String {
         "referrals_converted_total" => format!("{} successful referrals so far", num()),
         "referrals_converted_365d" => format!("{} successful referrals in the last year", num()),
         "social_shares_90d" => format!("{} service stories shared in 90 days", num()),
-        "community_member" => if text() == "true" { "owners' community member".into() } else { "not in the owners' community".into() },
-        "acquired_by_referral" => if text() == "true" { "came by referral".into() } else { "did not come by referral".into() },
+        "community_member" => {
+            if text() == "true" {
+                "owners' community member".into()
+            } else {
+                "not in the owners' community".into()
+            }
+        }
+        "acquired_by_referral" => {
+            if text() == "true" {
+                "came by referral".into()
+            } else {
+                "did not come by referral".into()
+            }
+        }
         "segment" => format!("segment {}", text()),
         "vehicle_model" => format!("drives a {}", text()),
         other => format!("{other} {}", text()),
@@ -427,11 +538,20 @@ pub fn describe(feature: &str, batch: &RecordBatch, row: usize) -> String {
 
 /// Output schema of scores/customer_scores.
 pub fn scores_schema() -> SchemaRef {
-    crate::contracts::contract("customer_scores").expect("customer_scores contract").schema()
+    crate::contracts::contract("customer_scores")
+        .expect("customer_scores contract")
+        .schema()
 }
 
 /// Score every customer with the champions. `features` is customer_features at the run date.
-pub async fn score(cfg: &Config, ctx: &SessionContext, features: &Table, as_of: NaiveDate, fingerprint: &str, log: &mut Vec<String>) -> Result<(Table, BTreeMap<String, String>)> {
+pub async fn score(
+    cfg: &Config,
+    ctx: &SessionContext,
+    features: &Table,
+    as_of: NaiveDate,
+    fingerprint: &str,
+    log: &mut Vec<String>,
+) -> Result<(Table, BTreeMap<String, String>)> {
     let registry = Registry::open(cfg)?;
     let mut versions = BTreeMap::new();
     let mut models = BTreeMap::new();
@@ -440,7 +560,10 @@ pub async fn score(cfg: &Config, ctx: &SessionContext, features: &Table, as_of: 
         let file = match champion.version {
             Some(v) => registry.load(target, &v).await?,
             None => {
-                let msg = format!("no champion model for {}: training one as of {as_of} first", target.name());
+                let msg = format!(
+                    "no champion model for {}: training one as of {as_of} first",
+                    target.name()
+                );
                 tracing::warn!("{msg}");
                 log.push(msg);
                 match train(ctx, cfg, &registry, target, as_of, fingerprint).await {
@@ -448,7 +571,10 @@ pub async fn score(cfg: &Config, ctx: &SessionContext, features: &Table, as_of: 
                     // Too little history to train (a new network, a small test set): publish
                     // everything else, with null scores, and say so.
                     Err(FlywheelError::Model(e)) => {
-                        let msg = format!("{} scores are null: no model could be trained ({e})", target.name());
+                        let msg = format!(
+                            "{} scores are null: no model could be trained ({e})",
+                            target.name()
+                        );
                         tracing::warn!("{msg}");
                         log.push(msg);
                         continue;
@@ -465,22 +591,37 @@ pub async fn score(cfg: &Config, ctx: &SessionContext, features: &Table, as_of: 
     let mut p_churn: Vec<Option<f64>> = Vec::with_capacity(n);
     let mut churn_reasons: Vec<Option<String>> = Vec::with_capacity(n);
     let score_with = |t: Target, b: &RecordBatch| -> Result<Option<Vec<flywheel_models::Score>>> {
-        models.get(&t).map(|m| m.model.score(b)).transpose().map_err(FlywheelError::from)
+        models
+            .get(&t)
+            .map(|m| m.model.score(b))
+            .transpose()
+            .map_err(FlywheelError::from)
     };
     let mut p_refer: Vec<Option<f64>> = Vec::with_capacity(n);
     let mut refer_reasons: Vec<Option<String>> = Vec::with_capacity(n);
     for b in &features.batches {
         let refer = score_with(Target::Refer, b)?;
         let churn = score_with(Target::Churn, b)?;
-        let id = b.column_by_name("customer_id").expect("customer_id").as_string::<i32>();
-        let active = b.column_by_name("visits_365d").expect("visits_365d").as_primitive::<arrow::datatypes::Int32Type>();
+        let id = b
+            .column_by_name("customer_id")
+            .expect("customer_id")
+            .as_string::<i32>();
+        let active = b
+            .column_by_name("visits_365d")
+            .expect("visits_365d")
+            .as_primitive::<arrow::datatypes::Int32Type>();
         for i in 0..b.num_rows() {
             ids.push(id.value(i).to_string());
             p_refer.push(refer.as_ref().map(|s| s[i].p));
             refer_reasons.push(refer.as_ref().map(|s| reasons(&s[i], b, i)));
             let in_population = active.value(i) > 0;
             p_churn.push(churn.as_ref().filter(|_| in_population).map(|s| s[i].p));
-            churn_reasons.push(churn.as_ref().filter(|_| in_population).map(|s| reasons(&s[i], b, i)));
+            churn_reasons.push(
+                churn
+                    .as_ref()
+                    .filter(|_| in_population)
+                    .map(|s| reasons(&s[i], b, i)),
+            );
         }
     }
     let refer_dec = deciles(&p_refer, &ids);
@@ -498,17 +639,32 @@ pub async fn score(cfg: &Config, ctx: &SessionContext, features: &Table, as_of: 
         Arc::new(StringArray::from(vec![versions.get("churn").cloned(); n])),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols)?;
-    Ok((Table { schema, batches: vec![batch] }, versions))
+    Ok((
+        Table {
+            schema,
+            batches: vec![batch],
+        },
+        versions,
+    ))
 }
 
 fn reasons(s: &flywheel_models::Score, b: &RecordBatch, i: usize) -> String {
-    s.top_features.iter().map(|(f, _)| describe(f, b, i)).collect::<Vec<_>>().join("; ")
+    s.top_features
+        .iter()
+        .map(|(f, _)| describe(f, b, i))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Decile 1 = the highest tenth of the scored customers (ties: customer_id), null when unscored.
 fn deciles(p: &[Option<f64>], ids: &[String]) -> Vec<Option<i32>> {
     let mut idx: Vec<usize> = (0..p.len()).filter(|i| p[*i].is_some()).collect();
-    idx.sort_by(|a, b| p[*b].unwrap().total_cmp(&p[*a].unwrap()).then_with(|| ids[*a].cmp(&ids[*b])));
+    idx.sort_by(|a, b| {
+        p[*b]
+            .unwrap()
+            .total_cmp(&p[*a].unwrap())
+            .then_with(|| ids[*a].cmp(&ids[*b]))
+    });
     let n = idx.len();
     let mut out = vec![None; p.len()];
     for (rank, i) in idx.into_iter().enumerate() {

@@ -17,7 +17,9 @@ use crate::storage::Root;
 /// the same bytes.
 pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
         .set_max_row_group_row_count(Some(1_048_576))
         .set_created_by(format!("flywheel {}", env!("CARGO_PKG_VERSION")))
         .build();
@@ -25,9 +27,13 @@ pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Byte
     let mut writer = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
         .map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
     for b in batches {
-        writer.write(b).map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
+        writer
+            .write(b)
+            .map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
     }
-    writer.close().map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
+    writer
+        .close()
+        .map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
     Ok(Bytes::from(buf))
 }
 
@@ -47,20 +53,39 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(root: Root, run_id: &str) -> Publisher {
-        Publisher { root, staging: format!("_staging/{run_id}"), staged: Vec::new() }
+        Publisher {
+            root,
+            staging: format!("_staging/{run_id}"),
+            staged: Vec::new(),
+        }
     }
 
-    pub async fn stage(&mut self, folder: &str, file: &str, bytes: Bytes, rows: Option<u64>) -> Result<()> {
+    pub async fn stage(
+        &mut self,
+        folder: &str,
+        file: &str,
+        bytes: Bytes,
+        rows: Option<u64>,
+    ) -> Result<()> {
         let len = bytes.len() as u64;
-        self.root.put(&format!("{}/{folder}/{file}", self.staging), bytes).await?;
-        self.staged.push((folder.to_string(), file.to_string(), rows, len));
+        self.root
+            .put(&format!("{}/{folder}/{file}", self.staging), bytes)
+            .await?;
+        self.staged
+            .push((folder.to_string(), file.to_string(), rows, len));
         Ok(())
     }
 
-    pub async fn stage_table(&mut self, folder: &str, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    pub async fn stage_table(
+        &mut self,
+        folder: &str,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<()> {
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         let bytes = parquet_bytes(schema, batches)?;
-        self.stage(folder, "part-00000.parquet", bytes, Some(rows)).await
+        self.stage(folder, "part-00000.parquet", bytes, Some(rows))
+            .await
     }
 
     /// Replace each staged folder's published files with the staged ones.
@@ -76,7 +101,11 @@ impl Publisher {
             let from = self.root.key(&format!("{}/{folder}/{file}", self.staging));
             let to = self.root.key(&format!("{folder}/{file}"));
             self.root.rename_key(&from, &to).await?;
-            out.push(PublishedFile { path: format!("{folder}/{file}"), bytes: *len, rows: *rows });
+            out.push(PublishedFile {
+                path: format!("{folder}/{file}"),
+                bytes: *len,
+                rows: *rows,
+            });
         }
         self.root.delete_prefix(&self.staging).await?;
         Ok(out)

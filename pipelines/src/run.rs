@@ -61,7 +61,11 @@ impl Stages {
         let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         let peak = peak_rss_mib();
         info!(stage = name, seconds, peak_rss_mib = peak, "stage done");
-        self.0.push(Stage { stage: name.to_string(), seconds, peak_rss_mib: peak });
+        self.0.push(Stage {
+            stage: name.to_string(),
+            seconds,
+            peak_rss_mib: peak,
+        });
     }
 }
 
@@ -81,7 +85,9 @@ fn peak_rss_mib() -> Option<u64> {
 /// budget beyond which sorts and aggregates spill.
 pub fn session(cfg: &Config) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(cfg.memory_limit_mb as usize * 1024 * 1024)))
+        .with_memory_pool(Arc::new(FairSpillPool::new(
+            cfg.memory_limit_mb as usize * 1024 * 1024,
+        )))
         .build_arc()?;
     let mut config = SessionConfig::new()
         .with_target_partitions(cfg.target_partitions)
@@ -94,21 +100,50 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
 
 /// The run date's time parameters, as SQL literals for `${...}` placeholders.
 pub fn params(cfg: &Config, as_of: NaiveDate) -> BTreeMap<String, String> {
-    let days = as_of.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days();
+    let days = as_of
+        .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
+        .num_days();
     let ns = days * DAY_NS;
     let mut p = BTreeMap::new();
     p.insert("as_of_ns".into(), ns.to_string());
     p.insert("as_of_days".into(), days.to_string());
-    p.insert("as_of".into(), format!("arrow_cast({ns}, 'Timestamp(ns, \"UTC\")')"));
+    p.insert(
+        "as_of".into(),
+        format!("arrow_cast({ns}, 'Timestamp(ns, \"UTC\")')"),
+    );
     p.insert("run_date".into(), format!("DATE '{as_of}'"));
-    p.insert("attribution_window_days".into(), cfg.attribution_window_days.to_string());
-    p.insert("max_signups_per_referrer_per_day".into(), cfg.max_signups_per_referrer_per_day.to_string());
-    p.insert("refer_horizon_days".into(), cfg.refer_horizon_days.to_string());
-    p.insert("churn_horizon_days".into(), cfg.churn_horizon_days.to_string());
-    p.insert("churn_alert_threshold".into(), format!("{:?}", cfg.churn_alert_threshold));
-    p.insert("ambassador_top_share".into(), format!("{:?}", cfg.ambassador_top_share));
-    p.insert("candidate_cooldown_days".into(), cfg.candidate_cooldown_days.to_string());
-    p.insert("alert_cooldown_days".into(), cfg.alert_cooldown_days.to_string());
+    p.insert(
+        "attribution_window_days".into(),
+        cfg.attribution_window_days.to_string(),
+    );
+    p.insert(
+        "max_signups_per_referrer_per_day".into(),
+        cfg.max_signups_per_referrer_per_day.to_string(),
+    );
+    p.insert(
+        "refer_horizon_days".into(),
+        cfg.refer_horizon_days.to_string(),
+    );
+    p.insert(
+        "churn_horizon_days".into(),
+        cfg.churn_horizon_days.to_string(),
+    );
+    p.insert(
+        "churn_alert_threshold".into(),
+        format!("{:?}", cfg.churn_alert_threshold),
+    );
+    p.insert(
+        "ambassador_top_share".into(),
+        format!("{:?}", cfg.ambassador_top_share),
+    );
+    p.insert(
+        "candidate_cooldown_days".into(),
+        cfg.candidate_cooldown_days.to_string(),
+    );
+    p.insert(
+        "alert_cooldown_days".into(),
+        cfg.alert_cooldown_days.to_string(),
+    );
     p
 }
 
@@ -119,15 +154,30 @@ pub struct ValidatedInputs {
     pub rejects: BTreeMap<String, Vec<RecordBatch>>,
 }
 
-pub async fn load_inputs(ctx: &SessionContext, cfg: &Config, input: &Root, as_of: NaiveDate) -> Result<ValidatedInputs> {
+pub async fn load_inputs(
+    ctx: &SessionContext,
+    cfg: &Config,
+    input: &Root,
+    as_of: NaiveDate,
+) -> Result<ValidatedInputs> {
     let as_of_literal = params(cfg, as_of)["as_of"].clone();
-    let mut out = ValidatedInputs { checks: vec![], files: BTreeMap::new(), rejects: BTreeMap::new() };
+    let mut out = ValidatedInputs {
+        checks: vec![],
+        files: BTreeMap::new(),
+        rejects: BTreeMap::new(),
+    };
     for name in INPUTS {
         let contract = contracts::contract(name)?;
         let loaded = inputs::load_input(input, &contract).await?;
         let files = loaded.files.clone();
-        let (check, rejects) =
-            validate::validate_input(ctx, &contract, loaded, &as_of_literal, cfg.target_partitions).await?;
+        let (check, rejects) = validate::validate_input(
+            ctx,
+            &contract,
+            loaded,
+            &as_of_literal,
+            cfg.target_partitions,
+        )
+        .await?;
         info!(
             input = name,
             rows = check.rows,
@@ -172,21 +222,31 @@ pub fn enforce_reject_share(checks: &[InputCheck], max: f64) -> Result<()> {
 }
 
 /// Run SQL jobs in order, registering each result under its name.
-pub async fn run_jobs(ctx: &SessionContext, jobs: &[Job], params: &BTreeMap<String, String>, stages: &mut Stages) -> Result<BTreeMap<String, Table>> {
+pub async fn run_jobs(
+    ctx: &SessionContext,
+    jobs: &[Job],
+    params: &BTreeMap<String, String>,
+    stages: &mut Stages,
+) -> Result<BTreeMap<String, Table>> {
     let mut out = BTreeMap::new();
     for job in jobs {
         let started = stages.start();
         let sql = jobs::bind(job, params)?;
-        let df = ctx
-            .sql(&sql)
-            .await
-            .map_err(|e| FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name)))?;
+        let df = ctx.sql(&sql).await.map_err(|e| {
+            FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name))
+        })?;
         let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
-        let table = Table { schema: schema.clone(), batches };
+        let table = Table {
+            schema: schema.clone(),
+            batches,
+        };
         ctx.deregister_table(job.name.as_str())?;
-        ctx.register_table(job.name.as_str(), Arc::new(MemTable::try_new(schema, vec![table.batches.clone()])?))?;
+        ctx.register_table(
+            job.name.as_str(),
+            Arc::new(MemTable::try_new(schema, vec![table.batches.clone()])?),
+        )?;
         stages.done(&format!("sql:{}", job.name), started);
         out.insert(job.name.clone(), table);
     }
@@ -251,9 +311,22 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     // Scores: a Rust step over customer_features, with the champion models.
     let t = stages.start();
     let fingerprint = models::fingerprint(&validated.files);
-    let (scores, model_versions) =
-        models::score(cfg, &ctx, &tables["customer_features"], date, &fingerprint, &mut warnings).await?;
-    ctx.register_table("customer_scores", Arc::new(MemTable::try_new(scores.schema.clone(), vec![scores.batches.clone()])?))?;
+    let (scores, model_versions) = models::score(
+        cfg,
+        &ctx,
+        &tables["customer_features"],
+        date,
+        &fingerprint,
+        &mut warnings,
+    )
+    .await?;
+    ctx.register_table(
+        "customer_scores",
+        Arc::new(MemTable::try_new(
+            scores.schema.clone(),
+            vec![scores.batches.clone()],
+        )?),
+    )?;
     tables.insert("customer_scores".into(), scores);
     stages.done("score", t);
     if let Some(g) = tables.get("referral_generations") {
@@ -269,7 +342,11 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
 
     // Check and stage every published table; nothing is visible until commit().
     let t = stages.start();
-    let run_id = format!("{}-{}", date, started_at.timestamp_nanos_opt().unwrap_or_default());
+    let run_id = format!(
+        "{}-{}",
+        date,
+        started_at.timestamp_nanos_opt().unwrap_or_default()
+    );
     let mut publisher = Publisher::new(output.clone(), &run_id);
     let mut published = Vec::new();
     let staged: Result<()> = async {
@@ -278,7 +355,9 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             let contract = contracts::contract(&job.name)?;
             contract.check_output(&table.batches, &table.schema)?;
             let folder = output_folder(&job.name, date);
-            publisher.stage_table(&folder, &table.schema, &table.batches).await?;
+            publisher
+                .stage_table(&folder, &table.schema, &table.batches)
+                .await?;
             published.push(PublishedTable {
                 table: job.name.clone(),
                 path: folder,
@@ -291,7 +370,9 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             let contract = contracts::contract("customer_scores")?;
             contract.check_output(&table.batches, &table.schema)?;
             let folder = output_folder("scores/customer_scores", date);
-            publisher.stage_table(&folder, &table.schema, &table.batches).await?;
+            publisher
+                .stage_table(&folder, &table.schema, &table.batches)
+                .await?;
             published.push(PublishedTable {
                 table: "customer_scores".into(),
                 path: folder,
@@ -346,10 +427,20 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let json = serde_json::to_vec_pretty(&manifest).map_err(FlywheelError::internal)?;
     output.put(&manifest_path, json.into()).await?;
     info!(manifest = %output.display(&manifest_path), "run published");
-    Ok(RunReport { manifest, manifest_path: output.display(&manifest_path), tables })
+    Ok(RunReport {
+        manifest,
+        manifest_path: output.display(&manifest_path),
+        tables,
+    })
 }
 
 fn null_count(table: &Table, column: &str) -> usize {
-    let Ok(idx) = table.schema.index_of(column) else { return 0 };
-    table.batches.iter().map(|b| b.column(idx).null_count()).sum()
+    let Ok(idx) = table.schema.index_of(column) else {
+        return 0;
+    };
+    table
+        .batches
+        .iter()
+        .map(|b| b.column(idx).null_count())
+        .sum()
 }

@@ -10,7 +10,9 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 
 use crate::error::{FlywheelError, Result};
 
@@ -29,12 +31,16 @@ impl Root {
     pub fn parse(url: &str) -> Result<Root> {
         let url = url.trim();
         if url.is_empty() {
-            return Err(FlywheelError::Config("an empty storage URL was given".into()));
+            return Err(FlywheelError::Config(
+                "an empty storage URL was given".into(),
+            ));
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(FlywheelError::Config(format!("{url}: the s3 URL names no bucket")));
+                return Err(FlywheelError::Config(format!(
+                    "{url}: the s3 URL names no bucket"
+                )));
             }
             let retry = RetryConfig {
                 max_retries: env_number("FLYWHEEL_S3_MAX_RETRIES", 3),
@@ -54,7 +60,13 @@ impl Root {
                     builder = builder.with_endpoint(ep);
                 }
             }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            if std::env::var("AWS_ALLOW_HTTP")
+                .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+            {
+                builder = builder.with_allow_http(true);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
                 builder = builder.with_region("us-east-1");
             }
             let store = builder
@@ -102,7 +114,11 @@ impl Root {
 
     /// The absolute object key of a path relative to this root.
     pub fn key(&self, rel: &str) -> Path {
-        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        let mut parts: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
         Path::from_iter(parts)
     }
@@ -110,7 +126,12 @@ impl Root {
     /// The path of a key relative to this root.
     pub fn relative(&self, key: &Path) -> String {
         key.prefix_match(&self.prefix)
-            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .unwrap_or_else(|| key.to_string())
     }
 
@@ -133,7 +154,11 @@ impl Root {
 
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
         match self.store.get(&self.key(rel)).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| FlywheelError::storage(self.display(rel), e))?)),
+            Ok(r) => {
+                Ok(Some(r.bytes().await.map_err(|e| {
+                    FlywheelError::storage(self.display(rel), e)
+                })?))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(FlywheelError::storage(self.display(rel), e)),
         }
@@ -172,5 +197,8 @@ impl Root {
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -53,7 +53,10 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
         let c = format!("r.{}", quote_ident(&col.name));
         let n = &col.name;
         if col.required || col.valid_values.is_some() {
-            reasons.push(format!("CASE WHEN {c} IS NULL THEN {} END", quote_str(&format!("{n}: required value is missing"))));
+            reasons.push(format!(
+                "CASE WHEN {c} IS NULL THEN {} END",
+                quote_str(&format!("{n}: required value is missing"))
+            ));
         }
         if col.unique {
             let w = format!("_dup_{n}");
@@ -65,7 +68,11 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
             ));
         }
         if let Some(values) = &col.valid_values {
-            let list = values.iter().map(|v| quote_str(v)).collect::<Vec<_>>().join(", ");
+            let list = values
+                .iter()
+                .map(|v| quote_str(v))
+                .collect::<Vec<_>>()
+                .join(", ");
             reasons.push(format!(
                 "CASE WHEN {c} NOT IN ({list}) THEN {} END",
                 quote_str(&format!("{n}: not one of {}", values.join(", ")))
@@ -78,10 +85,16 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
             ));
         }
         if let Some(min) = col.minimum {
-            reasons.push(format!("CASE WHEN {c} < {min} THEN {} END", quote_str(&format!("{n}: below the minimum {min}"))));
+            reasons.push(format!(
+                "CASE WHEN {c} < {min} THEN {} END",
+                quote_str(&format!("{n}: below the minimum {min}"))
+            ));
         }
         if let Some(max) = col.maximum {
-            reasons.push(format!("CASE WHEN {c} > {max} THEN {} END", quote_str(&format!("{n}: above the maximum {max}"))));
+            reasons.push(format!(
+                "CASE WHEN {c} > {max} THEN {} END",
+                quote_str(&format!("{n}: above the maximum {max}"))
+            ));
         }
         if let Some((table, key)) = &col.references {
             let alias = format!("_fk_{n}");
@@ -96,9 +109,18 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
         }
     }
     for rule in &contract.row_rules {
-        reasons.push(format!("CASE WHEN NOT ({}) THEN {} END", rule.predicate, quote_str(&format!("rule {} broken", rule.name))));
+        reasons.push(format!(
+            "CASE WHEN NOT ({}) THEN {} END",
+            rule.predicate,
+            quote_str(&format!("rule {} broken", rule.name))
+        ));
     }
-    let cols = contract.columns.iter().map(|c| format!("r.{}", quote_ident(&c.name))).collect::<Vec<_>>().join(", ");
+    let cols = contract
+        .columns
+        .iter()
+        .map(|c| format!("r.{}", quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let inner = if windows.is_empty() {
         format!("SELECT * FROM {raw}")
     } else {
@@ -122,7 +144,13 @@ pub async fn validate_input(
     let table = &contract.table;
     let raw = format!("raw_{table}");
     let rows: u64 = loaded.batches.iter().map(|b| b.num_rows() as u64).sum();
-    ctx.register_table(&raw, Arc::new(MemTable::try_new(loaded.schema.clone(), split(loaded.batches, partitions))?))?;
+    ctx.register_table(
+        &raw,
+        Arc::new(MemTable::try_new(
+            loaded.schema.clone(),
+            split(loaded.batches, partitions),
+        )?),
+    )?;
 
     let checked = ctx.sql(&rule_sql(contract, &raw)).await?.cache().await?;
     ctx.deregister_table(&raw)?;
@@ -148,7 +176,9 @@ pub async fn validate_input(
         None => String::new(),
     };
     let accepted = ctx
-        .sql(&format!("SELECT {select} FROM {checked_name} WHERE _reasons = ''{time_filter}"))
+        .sql(&format!(
+            "SELECT {select} FROM {checked_name} WHERE _reasons = ''{time_filter}"
+        ))
         .await?
         .collect()
         .await?;
@@ -158,8 +188,15 @@ pub async fn validate_input(
         .into_iter()
         .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| FlywheelError::internal(format!("{table}: accepted rows do not fit the contract schema: {e}")))?;
-    ctx.register_table(table.as_str(), Arc::new(MemTable::try_new(schema, split(accepted, partitions))?))?;
+        .map_err(|e| {
+            FlywheelError::internal(format!(
+                "{table}: accepted rows do not fit the contract schema: {e}"
+            ))
+        })?;
+    ctx.register_table(
+        table.as_str(),
+        Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
+    )?;
 
     // Quarantined rows as one fixed schema for every input.
     let record = contract
@@ -167,11 +204,19 @@ pub async fn validate_input(
         .iter()
         .map(|c| {
             let q = quote_ident(&c.name);
-            format!("{} || '=' || COALESCE(CAST({q} AS VARCHAR), 'null')", quote_str(&c.name))
+            format!(
+                "{} || '=' || COALESCE(CAST({q} AS VARCHAR), 'null')",
+                quote_str(&c.name)
+            )
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let key = contract.columns.iter().find(|c| c.unique).map(|c| quote_ident(&c.name)).unwrap_or("NULL".into());
+    let key = contract
+        .columns
+        .iter()
+        .find(|c| c.unique)
+        .map(|c| quote_ident(&c.name))
+        .unwrap_or("NULL".into());
     let rejects = ctx
         .sql(&format!(
             "SELECT {input} AS input, {SOURCE_FILE} AS source_file, CAST({key} AS VARCHAR) AS record_key, \
@@ -202,8 +247,22 @@ pub async fn validate_input(
         }
     }
     ctx.deregister_table(&checked_name)?;
-    let reject_share = if rows == 0 { 0.0 } else { rejected as f64 / rows as f64 };
-    Ok((InputCheck { input: table.clone(), rows, rejected, reject_share, used, top_reasons }, rejects))
+    let reject_share = if rows == 0 {
+        0.0
+    } else {
+        rejected as f64 / rows as f64
+    };
+    Ok((
+        InputCheck {
+            input: table.clone(),
+            rows,
+            rejected,
+            reject_share,
+            used,
+            top_reasons,
+        },
+        rejects,
+    ))
 }
 
 pub fn sql_type(ty: ColType) -> String {

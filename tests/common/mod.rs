@@ -20,7 +20,9 @@ pub fn repo() -> PathBuf {
 
 /// A fresh temporary directory below the target dir (kept on failure for inspection).
 pub fn tempdir(name: &str) -> PathBuf {
-    let base = std::env::var("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+    let base = std::env::var("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
     let dir = base.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -30,6 +32,7 @@ pub fn tempdir(name: &str) -> PathBuf {
 /// Convert `<case>/inputs/<table>.csv` into `<dir>/<table>/part-0.parquet` typed by the contract.
 /// An empty CSV field is null.
 pub fn csv_inputs_to_parquet(case_inputs: &Path, dir: &Path) {
+    let empty_is_null = regex::Regex::new("^$").unwrap();
     for table in contracts::INPUTS {
         let csv = case_inputs.join(format!("{table}.csv"));
         let schema = contracts::contract(table).unwrap().schema();
@@ -37,10 +40,12 @@ pub fn csv_inputs_to_parquet(case_inputs: &Path, dir: &Path) {
             let file = std::fs::File::open(&csv).unwrap();
             let reader = arrow::csv::ReaderBuilder::new(schema.clone())
                 .with_header(true)
-                .with_null_regex(regex::Regex::new("^$").unwrap())
+                .with_null_regex(empty_is_null.clone())
                 .build(file)
                 .unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
-            reader.collect::<Result<_, _>>().unwrap_or_else(|e| panic!("{}: {e}", csv.display()))
+            reader
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("{}: {e}", csv.display()))
         } else {
             vec![]
         };
@@ -62,9 +67,21 @@ pub fn config(input: &Path, output: &Path) -> Config {
 pub async fn read_rows(output: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
     let ctx = SessionContext::new();
     let path = output.join(folder);
-    ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
-    let cols = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
-    let batches = ctx.sql(&format!("SELECT {cols} FROM t")).await.unwrap().collect().await.unwrap();
+    ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default())
+        .await
+        .unwrap();
+    let cols = columns
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let batches = ctx
+        .sql(&format!("SELECT {cols} FROM t"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     render(&batches)
 }
 
@@ -80,8 +97,15 @@ pub fn render(batches: &[RecordBatch]) -> Vec<String> {
             let cells: Vec<String> = cols
                 .iter()
                 .map(|c| {
-                    let s = c.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
-                    if s.is_null(i) { String::new() } else { s.value(i).to_string() }
+                    let s = c
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .unwrap();
+                    if s.is_null(i) {
+                        String::new()
+                    } else {
+                        s.value(i).to_string()
+                    }
                 })
                 .collect();
             rows.push(cells.join(","));
@@ -94,7 +118,14 @@ pub fn render(batches: &[RecordBatch]) -> Vec<String> {
 /// published order.
 pub fn expected(path: &Path) -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-    let header = lines.next().expect("header").split(',').map(|s| s.trim().to_string()).collect();
+    let mut lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    let header = lines
+        .next()
+        .expect("header")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
     (header, lines.map(|l| l.trim_end().to_string()).collect())
 }

@@ -21,7 +21,11 @@ pub fn venv() -> PathBuf {
         if marker.exists() {
             return base;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "timed out waiting for {}", lock.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "timed out waiting for {}",
+            lock.display()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let result = (|| {
@@ -43,7 +47,10 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -64,7 +71,9 @@ pub const SECRET_KEY: &str = "flywheel-secret";
 
 impl Seaweed {
     pub fn start(dir: PathBuf) -> Seaweed {
-        let weed = std::env::var("FLYWHEEL_WEED").map(PathBuf::from).unwrap_or_else(|_| venv().join("bin/weed"));
+        let weed = std::env::var("FLYWHEEL_WEED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| venv().join("bin/weed"));
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let config = dir.join("s3.json");
         std::fs::write(
@@ -83,8 +92,17 @@ impl Seaweed {
             .arg(format!("-s3.config={}", config.display()))
             .arg(format!("-s3.port={s3_port}"))
             .arg(format!("-filer.port={filer_port}"))
-            .args(["-master.port=19433", "-volume.port=18480", "-admin.port=23746"])
-            .args(["-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args([
+                "-master.port=19433",
+                "-volume.port=18480",
+                "-admin.port=23746",
+            ])
+            .args([
+                "-webdav=false",
+                "-admin.ui=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ])
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -120,7 +138,10 @@ impl Seaweed {
             if matches!(status, Ok(201) | Ok(200)) {
                 return;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "cannot create bucket {name}: {status:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "cannot create bucket {name}: {status:?}"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -149,9 +170,16 @@ fn http_post(base: &str, path: &str) -> Result<u16, String> {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
-    write!(conn, "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply).map_err(|e| e.to_string())?;
-    reply.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad reply: {reply}"))
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad reply: {reply}"))
 }
