@@ -73,6 +73,9 @@ pub enum Command {
         as_of: Option<String>,
         #[arg(long)]
         input: Option<String>,
+        /// Output root; the registry is `<output>/models` unless `models` is configured.
+        #[arg(long)]
+        output: Option<String>,
     },
     /// The model registry: list, show, promote, rollback.
     Models {
@@ -191,9 +194,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
             target,
             as_of,
             input,
+            output,
         } => {
             if let Some(i) = input {
                 cfg.input = i;
+            }
+            if let Some(o) = output {
+                cfg.output = o;
             }
             let as_of = parse_date(as_of.as_deref())?;
             let targets = models::Target::parse(&target)?;

@@ -216,18 +216,18 @@ pub async fn generate(
         } else {
             0
         };
-        let visit_rate = 2.6 * (0.35 * r.normal()).exp(); // visits a year
+        let visit_rate = 4.0 * (0.3 * r.normal()).exp(); // visits a year
         let repair_share = sigmoid(-1.3 + 0.8 * r.normal());
         let value_added = sigmoid(-1.0 + 0.9 * r.normal());
         let wait_level = center_wait[center] + 0.5 * r.normal();
         // Yearly churn hazard: detractors, long waits and repairs push it up, value-added down.
-        let churn_hazard = 0.25
-            * (-0.9 * satisfaction + 0.8 * wait_level + 2.2 * (repair_share - 0.25)
-                - 1.8 * (value_added - 0.3))
+        let churn_hazard = 0.3
+            * (-1.6 * satisfaction + 1.4 * wait_level + 3.5 * (repair_share - 0.25)
+                - 3.0 * (value_added - 0.3))
                 .exp();
         let refer_rate = 0.35
             * (0.9 * satisfaction
-                + 0.45 * (visit_rate / 2.6 - 1.0) * 2.0
+                + 0.45 * (visit_rate / 4.0 - 1.0) * 2.0
                 + if community { 0.8 } else { 0.0 }
                 + 0.35 * social_shares as f64)
                 .exp();
@@ -304,10 +304,11 @@ pub async fn generate(
         let mut r = Rng::new(seed ^ 0x7157, i as u64);
         let id = cols.c_id[i].clone();
         let delivery_ns = cols.c_delivery[i] as i64 * DAY;
-        let mut ts =
-            delivery_ns.max(history_start) + (r.exp(365.0 / t.visit_rate) * DAY as f64) as i64;
+        let mut ts = delivery_ns.max(history_start)
+            + (r.exp(365.0 / t.visit_rate).min(36_500.0) * DAY as f64) as i64;
+        // Capped at 50 years: a tiny hazard means the customer never churns here.
         let churn_at = delivery_ns.max(history_start)
-            + (r.exp(1.0 / t.churn_hazard) * 365.0 * DAY as f64) as i64;
+            + (r.exp(1.0 / t.churn_hazard).min(50.0) * 365.0 * DAY as f64) as i64;
         let mut first = true;
         while ts < as_of_ns && ts < churn_at {
             // Seasonality: more visits before winter and summer trips.
@@ -389,7 +390,8 @@ pub async fn generate(
             first = false;
             let busy_factor = if busy { 0.8 } else { 1.1 };
             ts = visit_ts
-                + ((r.exp(365.0 / t.visit_rate) * busy_factor).max(3.0) * DAY as f64) as i64;
+                + ((r.exp(365.0 / t.visit_rate) * busy_factor).clamp(3.0, 36_500.0) * DAY as f64)
+                    as i64;
         }
     }
 
@@ -490,7 +492,7 @@ pub async fn generate(
         let mut r = Rng::new(seed ^ 0x1A5, i as u64);
         let referrer = cols.c_id[i].clone();
         let start = (cols.c_delivery[i] as i64 * DAY).max(history_start);
-        let mut ts = start + (r.exp(365.0 / t.refer_rate) * DAY as f64) as i64;
+        let mut ts = start + (r.exp(365.0 / t.refer_rate).min(36_500.0) * DAY as f64) as i64;
         while ts < as_of_ns {
             let channel = r.pick(&CHANNELS).to_string();
             let share = next_share();
@@ -525,7 +527,7 @@ pub async fn generate(
                     );
                 }
             }
-            ts += (r.exp(365.0 / t.refer_rate) * DAY as f64).max(HOUR as f64) as i64;
+            ts += (r.exp(365.0 / t.refer_rate).min(36_500.0) * DAY as f64).max(HOUR as f64) as i64;
         }
         // Self-referrals and existing customers signing up.
         if r.chance(0.004) {

@@ -340,10 +340,11 @@ pub async fn train(
     let h = chrono::Duration::days(target.horizon_days(cfg));
     let (train_t, holdout_t) = (as_of - h - h, as_of - h);
     let spec = feature_spec();
-    let settings = FitSettings {
+    // linfa's gradient is a sum over rows: the tolerance is per row (1e-4) times the rows.
+    let settings = |rows: usize| FitSettings {
         alpha: cfg.l2,
         max_iterations: cfg.max_iterations,
-        gradient_tolerance: 1e-6,
+        gradient_tolerance: 1e-4 * rows.max(1) as f64,
     };
 
     let (train_b, train_y) = training_set(ctx, cfg, target, train_t).await?;
@@ -353,13 +354,14 @@ pub async fn train(
     // Out-of-time validation: fit on the older snapshot, evaluate on the newer one.
     let pre = Preprocessor::fit(&spec, &train_b)?;
     let x = design(&pre, &train_b)?;
-    let validation_model = fit(pre, &x, &train_y, &settings)?;
+    let validation_model = fit(pre, &x, &train_y, &settings(train_y.len()))?;
     let p = validation_model.predict(&design(&validation_model.preprocessor, &hold_b)?);
     let holdout_metrics = evaluate(&p, &hold_y);
 
     // The final model: the same settings on the newer snapshot.
     let pre = Preprocessor::fit(&spec, &hold_b)?;
     let x = design(&pre, &hold_b)?;
+    let settings = settings(hold_y.len());
     let model = fit(pre, &x, &hold_y, &settings)?;
     if !model.convergence.converged {
         tracing::warn!(
