@@ -558,3 +558,75 @@ fn s3_run_matches_local_run() {
         "no manifest on S3"
     );
 }
+
+/// Training twice on the same inputs gives the same model file; promote and rollback move the
+/// champion; a corrupt model file is a clear model error (exit 5).
+#[test]
+fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
+    let dir = common::tempdir("e2e-train");
+    let input = dir.join("in");
+    generate(&input, "4000");
+    let train = |out: &Path, as_of: &str| {
+        ok(&flywheel(
+            &[
+                "train",
+                "--target",
+                "refer",
+                "--as-of",
+                as_of,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        ))
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    train(&a, DATE);
+    train(&b, DATE);
+    let (fa, fb) = (files(&a.join("models")), files(&b.join("models")));
+    assert!(
+        fa.keys().any(|k| k.ends_with("model.json")),
+        "{:?}",
+        fa.keys()
+    );
+    assert_eq!(
+        fa, fb,
+        "retraining on the same inputs changed the model file"
+    );
+
+    // A second version, then promote / rollback.
+    let text = train(&a, "2026-05-01");
+    assert!(text.contains("refer:"), "{text}");
+    let env = [("FLYWHEEL_OUTPUT", a.display().to_string())];
+    let list = ok(&flywheel(&["models", "list"], &env));
+    let versions: Vec<String> = list
+        .lines()
+        .filter(|l| l.contains("refer"))
+        .map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("2026"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(versions.len(), 2, "{list}");
+    let champion = |env: &[(&str, String)]| -> String {
+        let show = ok(&flywheel(&["models", "show", "refer"], env));
+        let v: serde_json::Value = serde_json::from_str(&show[show.find('{').unwrap()..]).unwrap();
+        v["version"].as_str().unwrap().to_string()
+    };
+    let current = champion(&env);
+    let other = versions.iter().find(|v| **v != current).unwrap().clone();
+    ok(&flywheel(&["models", "promote", "refer", &other], &env));
+    assert_eq!(champion(&env), other);
+    ok(&flywheel(&["models", "rollback", "refer"], &env));
+    assert_eq!(champion(&env), current);
+
+    // A corrupt model file: a clear error, exit 5.
+    let path = a.join("models/refer").join(&current).join("model.json");
+    std::fs::write(&path, b"{ not json").unwrap();
+    let stderr = fails(&flywheel(&["models", "show", "refer"], &env), 5);
+    assert!(stderr.contains("not a valid model file"), "{stderr}");
+}

@@ -674,3 +674,43 @@ fn deciles(p: &[Option<f64>], ids: &[String]) -> Vec<Option<i32>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(auc: f64, brier: f64) -> Metrics {
+        let mut m = evaluate(&[0.9, 0.1], &[true, false]);
+        m.roc_auc = auc;
+        m.brier = brier;
+        m
+    }
+
+    #[test]
+    fn promotion_rule_better_equal_worse() {
+        let champion = metrics(0.80, 0.100);
+        assert!(
+            promotion_decision(&metrics(0.82, 0.095), &champion, "c").0,
+            "better"
+        );
+        assert!(
+            promotion_decision(&metrics(0.80, 0.100), &champion, "c").0,
+            "equal"
+        );
+        assert!(
+            promotion_decision(&metrics(0.7951, 0.109), &champion, "c").0,
+            "within tolerance"
+        );
+        let (ok, why) = promotion_decision(&metrics(0.7949, 0.100), &champion, "c");
+        assert!(!ok && why.contains("AUC"), "{why}");
+        let (ok, why) = promotion_decision(&metrics(0.81, 0.111), &champion, "c");
+        assert!(!ok && why.contains("Brier"), "{why}");
+    }
+
+    #[test]
+    fn deciles_rank_highest_first_with_ties_by_id() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let d = deciles(&[Some(0.1), Some(0.9), None, Some(0.9)], &ids);
+        assert_eq!(d, vec![Some(7), Some(1), None, Some(4)]);
+    }
+}
