@@ -630,3 +630,62 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
     let stderr = fails(&flywheel(&["models", "show", "refer"], &env), 5);
     assert!(stderr.contains("not a valid model file"), "{stderr}");
 }
+
+/// DuckDB (an independent engine, from PyPI) reads every published table with hive
+/// partitioning and finds the documented columns and types.
+#[test]
+fn analysts_read_the_documented_schema_with_duckdb() {
+    use flywheel_pipelines::contracts::{self, ColType};
+    let dir = common::tempdir("e2e-duckdb");
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "1500");
+    ok(&run(&input, &out));
+    let duck = |t: ColType| match t {
+        ColType::String => "VARCHAR".to_string(),
+        ColType::Int32 => "INTEGER".into(),
+        ColType::Int64 => "BIGINT".into(),
+        ColType::Float64 => "DOUBLE".into(),
+        ColType::Decimal(p, s) => format!("DECIMAL({p},{s})"),
+        ColType::Timestamp => "TIMESTAMPTZ_NS".into(), // nanoseconds, UTC
+        ColType::Date => "DATE".into(),
+        ColType::Boolean => "BOOLEAN".into(),
+    };
+    let mut expected = serde_json::Map::new();
+    let tables = [
+        ("referral_attribution", "referral_attribution"),
+        ("customer_features", "customer_features"),
+        ("scores/customer_scores", "customer_scores"),
+        ("referral_kpis", "referral_kpis"),
+        ("lifecycle_health", "lifecycle_health"),
+        ("lifecycle_diagnosis", "lifecycle_diagnosis"),
+        ("channel_funnel", "channel_funnel"),
+        ("referrer_rewards", "referrer_rewards"),
+        ("referred_vs_other", "referred_vs_other"),
+        ("rejects/visits", "rejects"),
+    ];
+    for (folder, contract) in tables {
+        let c = contracts::contract(contract).unwrap();
+        let cols: Vec<serde_json::Value> = c
+            .columns
+            .iter()
+            .map(|col| serde_json::json!([col.name, duck(col.ty)]))
+            .collect();
+        expected.insert(folder.to_string(), serde_json::Value::Array(cols));
+    }
+    let spec = dir.join("expected.json");
+    std::fs::write(&spec, serde_json::to_vec(&expected).unwrap()).unwrap();
+    let script = common::repo().join("tests/analyst_check.py");
+    let outp = Command::new(tools::python())
+        .arg(script)
+        .arg(&out)
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&outp.stdout),
+        String::from_utf8_lossy(&outp.stderr)
+    );
+    assert!(outp.status.success(), "{text}");
+    assert!(text.contains("all tables match their contracts"), "{text}");
+}
