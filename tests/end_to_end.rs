@@ -689,3 +689,57 @@ fn analysts_read_the_documented_schema_with_duckdb() {
     assert!(outp.status.success(), "{text}");
     assert!(text.contains("all tables match their contracts"), "{text}");
 }
+
+/// The CRM lists: the CSVs load with strict readers (Python's csv, DuckDB with explicit types),
+/// and a customer listed on one run date is not listed again within the cooldown.
+#[test]
+fn crm_lists_load_strictly_and_respect_the_cooldown() {
+    let dir = common::tempdir("e2e-lists");
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "3000");
+    ok(&run(&input, &out));
+    let script = common::repo().join("tests/csv_check.py");
+    let check = Command::new(tools::python())
+        .arg(script)
+        .arg(&out)
+        .arg(DATE)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success() && text.contains("csv ok"), "{text}");
+
+    let later = "2026-06-11";
+    ok(&flywheel(
+        &[
+            "run",
+            "--date",
+            later,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    for list in ["ambassador_candidates", "churn_alerts"] {
+        let ids = |date: &str| -> std::collections::BTreeSet<String> {
+            let text =
+                std::fs::read_to_string(out.join(format!("lists/{list}/dt={date}/{list}.csv")))
+                    .unwrap();
+            text.lines()
+                .skip(1)
+                .map(|l| l.split(',').nth(1).unwrap().to_string())
+                .collect()
+        };
+        let (first, second) = (ids(DATE), ids(later));
+        assert!(!first.is_empty(), "{list} is empty on {DATE}");
+        assert!(
+            first.is_disjoint(&second),
+            "{list}: listed again within the cooldown"
+        );
+    }
+}

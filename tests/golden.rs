@@ -71,4 +71,4 @@ macro_rules! golden {
     )*};
 }
 
-golden!(attribution, features, kpis, nps_edge);
+golden!(attribution, features, kpis, nps_edge, lists);

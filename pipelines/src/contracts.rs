@@ -70,6 +70,14 @@ const CONTRACT_FILES: &[(&str, &str)] = &[
         "customer_scores",
         include_str!("../../data-contracts/customer_scores.odcs.yaml"),
     ),
+    (
+        "ambassador_candidates",
+        include_str!("../../data-contracts/ambassador_candidates.odcs.yaml"),
+    ),
+    (
+        "churn_alerts",
+        include_str!("../../data-contracts/churn_alerts.odcs.yaml"),
+    ),
 ];
 
 /// The inputs, in the order they are validated (the CRM first: visits and answers refer to it).

@@ -41,6 +41,18 @@ const SQL_FILES: &[(&str, &str)] = &[
         "referred_vs_other",
         include_str!("../../sql/referred_vs_other.sql"),
     ),
+    (
+        "ambassador_candidates",
+        include_str!("../../sql/ambassador_candidates.sql"),
+    ),
+    ("churn_alerts", include_str!("../../sql/churn_alerts.sql")),
+];
+
+/// Tables that Rust steps provide: the scores, and the lists of earlier run dates.
+pub const RUST_TABLES: [&str; 3] = [
+    "customer_scores",
+    "previous_ambassador_candidates",
+    "previous_churn_alerts",
 ];
 
 #[derive(Debug, Clone)]
@@ -58,6 +70,7 @@ pub fn all_jobs(inputs: &[&str]) -> Result<Vec<Job>> {
         .iter()
         .copied()
         .chain(inputs.iter().copied())
+        .chain(RUST_TABLES)
         .collect();
     let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
     for (name, sql) in SQL_FILES {
@@ -86,7 +99,11 @@ pub fn all_jobs(inputs: &[&str]) -> Result<Vec<Job>> {
 
 /// Kahn's algorithm, ties broken by name so the order is stable.
 fn order(mut pending: BTreeMap<String, Job>, inputs: &[&str]) -> Result<Vec<Job>> {
-    let mut done: BTreeSet<String> = inputs.iter().map(|s| s.to_string()).collect();
+    let mut done: BTreeSet<String> = inputs
+        .iter()
+        .chain(RUST_TABLES.iter())
+        .map(|s| s.to_string())
+        .collect();
     let mut out = Vec::new();
     while !pending.is_empty() {
         let ready: Vec<String> = pending
@@ -183,5 +200,12 @@ mod tests {
         let ids = identifiers("SELECT 'visits' AS x -- from visits\nFROM crm_customers");
         assert!(ids.contains("crm_customers"));
         assert!(!ids.contains("visits"));
+    }
+}
+
+impl Job {
+    /// Whether the job needs the scores (and so runs after the scoring step).
+    pub fn needs_scores(&self) -> bool {
+        self.reads.contains("customer_scores")
     }
 }

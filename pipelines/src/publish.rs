@@ -118,3 +118,21 @@ impl Publisher {
         }
     }
 }
+
+/// CSV bytes of a table for CRM imports: UTF-8, comma-separated, header row, RFC 4180 quoting,
+/// ISO-8601 dates, `.` decimals.
+pub fn csv_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buf);
+        if batches.is_empty() {
+            writer.write(&RecordBatch::new_empty(schema.clone()))?;
+        }
+        for b in batches {
+            writer.write(b)?;
+        }
+    }
+    Ok(Bytes::from(buf))
+}

@@ -253,6 +253,79 @@ pub async fn run_jobs(
     Ok(out)
 }
 
+/// The CRM lists, published as Parquet and CSV under `lists/`.
+pub const LISTS: [&str; 2] = ["ambassador_candidates", "churn_alerts"];
+
+/// The folder of a published table below the output root (without `dt=`).
+pub fn published_path(table: &str) -> String {
+    if LISTS.contains(&table) {
+        format!("lists/{table}")
+    } else {
+        table.to_string()
+    }
+}
+
+/// Customers listed on run dates in [date - cooldown days, date): (customer_id, dt).
+async fn previous_list(output: &Root, list: &str, date: NaiveDate, cooldown: i64) -> Result<Table> {
+    use arrow::array::{Date32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("dt", DataType::Date32, false),
+    ]));
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    let mut batches = Vec::new();
+    for meta in output.list(&format!("lists/{list}/")).await? {
+        let rel = output.relative(&meta.location);
+        if !rel.ends_with(".parquet") {
+            continue;
+        }
+        let Some(day) = rel
+            .split('/')
+            .find_map(|p| p.strip_prefix("dt="))
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if day >= date || (date - day).num_days() > cooldown {
+            continue;
+        }
+        let bytes = output.get(&rel).await?.unwrap_or_default();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| {
+                FlywheelError::Contract(format!(
+                    "earlier list {} is unreadable: {e}",
+                    output.display(&rel)
+                ))
+            })?;
+        let days = day.signed_duration_since(epoch).num_days() as i32;
+        for b in reader {
+            let b = b?;
+            let ids = arrow::compute::cast(
+                b.column_by_name("customer_id").ok_or_else(|| {
+                    FlywheelError::Contract(format!(
+                        "earlier list {} has no customer_id",
+                        output.display(&rel)
+                    ))
+                })?,
+                &DataType::Utf8,
+            )?;
+            let ids: StringArray = ids
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .unwrap_or_else(|| StringArray::from(Vec::<String>::new()));
+            let n = ids.len();
+            batches.push(RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(ids), Arc::new(Date32Array::from(vec![days; n]))],
+            )?);
+        }
+    }
+    Ok(Table { schema, batches })
+}
+
 /// Where a published table lives below the output root.
 pub fn output_folder(table: &str, date: NaiveDate) -> String {
     format!("{table}/dt={date}")
@@ -305,7 +378,8 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
     let jobs = jobs::all_jobs(&INPUTS)?;
-    let mut tables = run_jobs(&ctx, &jobs, &p, &mut stages).await?;
+    let (late, early): (Vec<Job>, Vec<Job>) = jobs.iter().cloned().partition(|j| j.needs_scores());
+    let mut tables = run_jobs(&ctx, &early, &p, &mut stages).await?;
     let mut warnings = Vec::new();
 
     // Scores: a Rust step over customer_features, with the champion models.
@@ -329,6 +403,25 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     )?;
     tables.insert("customer_scores".into(), scores);
     stages.done("score", t);
+
+    // The CRM lists: cooldowns read the lists of earlier run dates from the output store.
+    let t = stages.start();
+    for list in LISTS {
+        let cooldown = if list == "ambassador_candidates" {
+            cfg.candidate_cooldown_days
+        } else {
+            cfg.alert_cooldown_days
+        };
+        let previous = previous_list(&output, list, date, cooldown).await?;
+        let name = format!("previous_{list}");
+        ctx.deregister_table(name.as_str())?;
+        ctx.register_table(
+            name.as_str(),
+            Arc::new(MemTable::try_new(previous.schema, vec![previous.batches])?),
+        )?;
+    }
+    tables.extend(run_jobs(&ctx, &late, &p, &mut stages).await?);
+    stages.done("lists", t);
     if let Some(g) = tables.get("referral_generations") {
         let cycles = null_count(g, "generation");
         if cycles > 0 {
@@ -354,10 +447,21 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             let table = &tables[&job.name];
             let contract = contracts::contract(&job.name)?;
             contract.check_output(&table.batches, &table.schema)?;
-            let folder = output_folder(&job.name, date);
+            let folder = output_folder(&published_path(&job.name), date);
             publisher
                 .stage_table(&folder, &table.schema, &table.batches)
                 .await?;
+            if LISTS.contains(&job.name.as_str()) {
+                let csv = crate::publish::csv_bytes(&table.schema, &table.batches)?;
+                publisher
+                    .stage(
+                        &folder,
+                        &format!("{}.csv", job.name),
+                        csv,
+                        Some(table.rows()),
+                    )
+                    .await?;
+            }
             published.push(PublishedTable {
                 table: job.name.clone(),
                 path: folder,
