@@ -63,6 +63,13 @@ pub struct Job {
     pub reads: BTreeSet<String>,
 }
 
+impl Job {
+    /// Whether the job needs the scores (and so runs after the scoring step).
+    pub fn needs_scores(&self) -> bool {
+        self.reads.contains("customer_scores")
+    }
+}
+
 /// Every job, in an order where each job comes after the tables it reads.
 pub fn all_jobs(inputs: &[&str]) -> Result<Vec<Job>> {
     let names: BTreeSet<&str> = SQL_FILES.iter().map(|(n, _)| *n).collect();
@@ -200,12 +207,5 @@ mod tests {
         let ids = identifiers("SELECT 'visits' AS x -- from visits\nFROM crm_customers");
         assert!(ids.contains("crm_customers"));
         assert!(!ids.contains("visits"));
-    }
-}
-
-impl Job {
-    /// Whether the job needs the scores (and so runs after the scoring step).
-    pub fn needs_scores(&self) -> bool {
-        self.reads.contains("customer_scores")
     }
 }
