@@ -1,9 +1,54 @@
-//! The run summary printed at the end of `flywheel run` and `flywheel demo`.
+//! The run summary printed at the end of `flywheel run` and `flywheel demo`: inputs, the network's
+//! KPI bands (coloured on a terminal, plain when piped), list sizes per center, the top five of
+//! each list, and where the files are.
 
-use crate::run::RunReport;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+
+use crate::run::{RunReport, Table};
+
+fn text(b: &RecordBatch, col: &str, i: usize) -> String {
+    let Some(c) = b.column_by_name(col) else {
+        return String::new();
+    };
+    if c.is_null(i) {
+        return "-".into();
+    }
+    match arrow::compute::cast(&c.slice(i, 1), &DataType::Utf8) {
+        Ok(a) => a.as_string::<i32>().value(0).to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+fn rows(t: Option<&Table>) -> Vec<(&RecordBatch, usize)> {
+    t.map(|t| {
+        t.batches
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn paint(band: &str, colour: bool) -> String {
+    if !colour {
+        return band.to_string();
+    }
+    let code = match band {
+        "excellent" => "32",
+        "qualified" | "good" | "pass" => "33",
+        "danger" => "31",
+        _ => "0",
+    };
+    format!("\x1b[{code}m{band}\x1b[0m")
+}
 
 pub fn print(report: &RunReport) {
     let m = &report.manifest;
+    let colour = std::io::stdout().is_terminal();
     println!();
     println!(
         "flywheel run {} — inputs {} → outputs {}",
@@ -16,6 +61,104 @@ pub fn print(report: &RunReport) {
             c.input, c.rows, c.rejected, c.used
         );
     }
+    for table in ["referral_kpis", "lifecycle_health"] {
+        println!("{table} (network):");
+        for (b, i) in rows(report.tables.get(table)) {
+            if text(b, "scope", i) != "network" {
+                continue;
+            }
+            let value = b
+                .column_by_name("value")
+                .filter(|c| c.is_valid(i))
+                .map(|c| {
+                    format!(
+                        "{:.3}",
+                        c.as_primitive::<arrow::datatypes::Float64Type>().value(i)
+                    )
+                })
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "  {:<26} {:>9}  {}",
+                text(b, "kpi", i),
+                value,
+                paint(&text(b, "band", i), colour)
+            );
+        }
+    }
+    for (b, i) in rows(report.tables.get("lifecycle_diagnosis")) {
+        if text(b, "scope", i) == "network" {
+            println!(
+                "diagnosis (network): {} ({} excellent stages)",
+                text(b, "diagnosis", i),
+                text(b, "excellent_stages", i)
+            );
+        }
+    }
+    let mut per_center: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (b, i) in rows(report.tables.get("ambassador_candidates")) {
+        per_center
+            .entry(text(b, "service_center_id", i))
+            .or_default()
+            .0 += 1;
+    }
+    for (b, i) in rows(report.tables.get("churn_alerts")) {
+        per_center
+            .entry(text(b, "service_center_id", i))
+            .or_default()
+            .1 += 1;
+    }
+    if !per_center.is_empty() {
+        println!("lists per center (ambassador candidates / churn alerts):");
+        let cells: Vec<String> = per_center
+            .iter()
+            .map(|(c, (a, b))| format!("{c} {a}/{b}"))
+            .collect();
+        for chunk in cells.chunks(6) {
+            println!("  {}", chunk.join("   "));
+        }
+    }
+    let top = |table: &str, score: &str, title: &str| {
+        let mut all: Vec<(f64, String)> = rows(report.tables.get(table))
+            .into_iter()
+            .map(|(b, i)| {
+                let s = b
+                    .column_by_name(score)
+                    .filter(|c| c.is_valid(i))
+                    .map(|c| c.as_primitive::<arrow::datatypes::Float64Type>().value(i))
+                    .unwrap_or(f64::NEG_INFINITY);
+                let line = format!(
+                    "{} ({}, {} {}): {}",
+                    text(b, "customer_id", i),
+                    text(b, "service_center_id", i),
+                    score,
+                    if s.is_finite() {
+                        format!("{s:.3}")
+                    } else {
+                        "-".into()
+                    },
+                    text(b, "reasons", i)
+                );
+                (s, line)
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        if !all.is_empty() {
+            println!("{title}:");
+            for (_, line) in all.iter().take(5) {
+                println!("  {line}");
+            }
+        }
+    };
+    top(
+        "ambassador_candidates",
+        "p_refer",
+        "top 5 ambassador candidates",
+    );
+    top(
+        "churn_alerts",
+        "value_at_risk",
+        "top 5 churn alerts (by value at risk)",
+    );
     println!("published:");
     for t in &m.tables {
         println!(
