@@ -48,7 +48,6 @@ fn quote_str(s: &str) -> String {
 pub fn rule_sql(contract: &Contract, raw: &str) -> String {
     let mut reasons: Vec<String> = vec![format!("r.{CONVERSION_ERRORS}")];
     let mut joins = String::new();
-    let mut windows = Vec::new();
     for col in &contract.columns {
         let c = format!("r.{}", quote_ident(&col.name));
         let n = &col.name;
@@ -59,11 +58,14 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
             ));
         }
         if col.unique {
-            let w = format!("_dup_{n}");
+            // Keys seen more than once (a hash aggregate, cheaper than a window over all rows).
+            let alias = format!("_dup_{n}");
             let bare = quote_ident(n);
-            windows.push(format!("COUNT({bare}) OVER (PARTITION BY {bare}) AS {w}"));
+            joins.push_str(&format!(
+                " LEFT JOIN (SELECT {bare} AS k FROM {raw} WHERE {bare} IS NOT NULL GROUP BY {bare} HAVING COUNT(*) > 1) {alias} ON {alias}.k = {c}"
+            ));
             reasons.push(format!(
-                "CASE WHEN {c} IS NOT NULL AND r.{w} > 1 THEN {} END",
+                "CASE WHEN {alias}.k IS NOT NULL THEN {} END",
                 quote_str(&format!("{n}: duplicated key (every copy is rejected)"))
             ));
         }
@@ -121,13 +123,8 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
         .map(|c| format!("r.{}", quote_ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ");
-    let inner = if windows.is_empty() {
-        format!("SELECT * FROM {raw}")
-    } else {
-        format!("SELECT *, {} FROM {raw}", windows.join(", "))
-    };
     format!(
-        "SELECT {cols}, r.{SOURCE_FILE}, concat_ws('; ', {}) AS _reasons FROM ({inner}) r{joins}",
+        "SELECT {cols}, r.{SOURCE_FILE}, concat_ws('; ', {}) AS _reasons FROM {raw} r{joins}",
         reasons.join(", ")
     )
 }
