@@ -415,8 +415,24 @@ fn pandas_style_types_give_the_same_outputs() {
         std::fs::copy(&src, &dst).unwrap();
         rewrite_parquet(&dst, pandas_types);
     }
-    ok(&run(&canonical, &dir.join("out-canonical")));
-    ok(&run(&pandas, &dir.join("out-pandas")));
+    // The attribution case quarantines 4 of 73 events on purpose.
+    let lenient = [("FLYWHEEL_MAX_REJECT_SHARE", "0.1".to_string())];
+    let run_lenient = |input: &Path, output: &Path| {
+        flywheel(
+            &[
+                "run",
+                "--date",
+                DATE,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            &lenient,
+        )
+    };
+    ok(&run_lenient(&canonical, &dir.join("out-canonical")));
+    ok(&run_lenient(&pandas, &dir.join("out-pandas")));
     let a = tables_only(files(&dir.join("out-canonical")));
     let b = tables_only(files(&dir.join("out-pandas")));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
