@@ -390,8 +390,8 @@ pub async fn generate(
             first = false;
             let busy_factor = if busy { 0.8 } else { 1.1 };
             ts = visit_ts
-                + ((r.exp(365.0 / t.visit_rate) * busy_factor).clamp(3.0, 36_500.0) * DAY as f64)
-                    as i64;
+                + ((365.0 / t.visit_rate * (0.5 + r.f()) * busy_factor).clamp(3.0, 36_500.0)
+                    * DAY as f64) as i64;
         }
     }
 
