@@ -76,6 +76,10 @@ pub enum Command {
         /// Output root; the registry is `<output>/models` unless `models` is configured.
         #[arg(long)]
         output: Option<String>,
+        /// Also write the out-of-time design matrices (train.csv, holdout.csv per target) and
+        /// flywheel's holdout AUC here, for `tests/sklearn_compare.py`.
+        #[arg(long)]
+        export_design: Option<String>,
     },
     /// The model registry: list, show, promote, rollback.
     Models {
@@ -195,6 +199,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             as_of,
             input,
             output,
+            export_design,
         } => {
             if let Some(i) = input {
                 cfg.input = i;
@@ -223,7 +228,17 @@ pub async fn execute(cli: Cli) -> Result<()> {
             let fingerprint = models::fingerprint(&v.files);
             for t in targets {
                 let started = std::time::Instant::now();
-                let r = models::train(&ctx, &cfg, &registry, t, as_of, &fingerprint).await?;
+                let export = export_design.as_deref().map(Root::parse).transpose()?;
+                let r = models::train(
+                    &ctx,
+                    &cfg,
+                    &registry,
+                    t,
+                    as_of,
+                    &fingerprint,
+                    export.as_ref(),
+                )
+                .await?;
                 let m = &r.file.holdout_metrics;
                 println!(
                     "{}: {} in {:.1} s; out of time: fit on {}, holdout {}: ROC AUC {:.4}, PR AUC {:.4}, Brier {:.4}, log loss {:.4}, lift@10% {:.2}; final fit on {} rows, converged {}",

@@ -336,6 +336,7 @@ pub async fn train(
     target: Target,
     as_of: NaiveDate,
     fingerprint: &str,
+    export: Option<&Root>,
 ) -> Result<Trained> {
     let h = chrono::Duration::days(target.horizon_days(cfg));
     let (train_t, holdout_t) = (as_of - h - h, as_of - h);
@@ -355,7 +356,35 @@ pub async fn train(
     let pre = Preprocessor::fit(&spec, &train_b)?;
     let x = design(&pre, &train_b)?;
     let validation_model = fit(pre, &x, &train_y, &settings(train_y.len()))?;
-    let p = validation_model.predict(&design(&validation_model.preprocessor, &hold_b)?);
+    let xh = design(&validation_model.preprocessor, &hold_b)?;
+    let p = validation_model.predict(&xh);
+    if let Some(dir) = export {
+        // The out-of-time design matrices, for comparisons with other libraries.
+        let names = validation_model.preprocessor.column_names();
+        dir.put(
+            &format!("{}/train.csv", target.name()),
+            design_csv(&names, &x, &train_y).into(),
+        )
+        .await?;
+        dir.put(
+            &format!("{}/holdout.csv", target.name()),
+            design_csv(&names, &xh, &hold_y).into(),
+        )
+        .await?;
+        let ours = serde_json::json!({
+            "alpha": cfg.l2,
+            "roc_auc": evaluate(&p, &hold_y).roc_auc,
+            "intercept": validation_model.intercept,
+            "coefficients": validation_model.coefficients,
+        });
+        dir.put(
+            &format!("{}/flywheel.json", target.name()),
+            serde_json::to_vec_pretty(&ours)
+                .map_err(FlywheelError::internal)?
+                .into(),
+        )
+        .await?;
+    }
     let holdout_metrics = evaluate(&p, &hold_y);
 
     // The final model: the same settings on the newer snapshot.
@@ -447,6 +476,26 @@ pub fn promotion_decision(
             format!("kept as challenger: Brier more than 10% worse ({detail})"),
         ),
     }
+}
+
+/// A design matrix as CSV: a header of design column names and `label`, then one row per row.
+fn design_csv(names: &[String], x: &flywheel_models::ndarray::Array2<f64>, y: &[bool]) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str(
+        &names
+            .iter()
+            .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    out.push_str(",label\n");
+    for (row, label) in x.rows().into_iter().zip(y) {
+        for v in row {
+            out.push_str(&format!("{v},"));
+        }
+        out.push_str(if *label { "1\n" } else { "0\n" });
+    }
+    out.into_bytes()
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -568,7 +617,7 @@ pub async fn score(
                 );
                 tracing::warn!("{msg}");
                 log.push(msg);
-                match train(ctx, cfg, &registry, target, as_of, fingerprint).await {
+                match train(ctx, cfg, &registry, target, as_of, fingerprint, None).await {
                     Ok(t) => t.file,
                     // Too little history to train (a new network, a small test set): publish
                     // everything else, with null scores, and say so.

