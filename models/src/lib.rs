@@ -171,25 +171,43 @@ impl Model {
     pub fn score(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<Score>> {
         let x = self.preprocessor.transform(batch)?;
         let p = self.predict(&x);
+        // Design columns grouped by source feature (one-hot levels and missing indicators add up).
+        let mut sources: Vec<&str> = Vec::new();
+        let source_of: Vec<usize> = self
+            .coefficients
+            .iter()
+            .map(|(name, _)| {
+                let s = self.preprocessor.source_of(name);
+                match sources.iter().position(|x| *x == s) {
+                    Some(k) => k,
+                    None => {
+                        sources.push(s);
+                        sources.len() - 1
+                    }
+                }
+            })
+            .collect();
+        let mut sums = vec![0.0f64; sources.len()];
+        let mut order: Vec<usize> = Vec::with_capacity(sources.len());
         let mut out = Vec::with_capacity(p.len());
         for (i, p) in p.into_iter().enumerate() {
-            // Contributions per source feature (one-hot levels and missing indicators add up).
-            let mut contrib: Vec<(String, f64)> = Vec::new();
-            for (j, (name, c)) in self.coefficients.iter().enumerate() {
-                let v = c * x[[i, j]];
-                let source = self.preprocessor.source_of(name).to_string();
-                match contrib.iter_mut().find(|(s, _)| *s == source) {
-                    Some(slot) => slot.1 += v,
-                    None => contrib.push((source, v)),
-                }
+            sums.iter_mut().for_each(|v| *v = 0.0);
+            for (j, (_, c)) in self.coefficients.iter().enumerate() {
+                sums[source_of[j]] += c * x[[i, j]];
             }
-            contrib.retain(|(_, v)| *v > 0.0);
-            contrib.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            contrib.truncate(3);
-            out.push(Score {
-                p,
-                top_features: contrib,
+            order.clear();
+            order.extend((0..sources.len()).filter(|k| sums[*k] > 0.0));
+            order.sort_by(|a, b| {
+                sums[*b]
+                    .total_cmp(&sums[*a])
+                    .then_with(|| sources[*a].cmp(sources[*b]))
             });
+            let top_features = order
+                .iter()
+                .take(3)
+                .map(|k| (sources[*k].to_string(), sums[*k]))
+                .collect();
+            out.push(Score { p, top_features });
         }
         Ok(out)
     }

@@ -518,72 +518,111 @@ pub fn fingerprint(files: &BTreeMap<String, Vec<crate::inputs::InputFile>>) -> S
     format!("{:016x}", fnv1a(text.as_bytes()))
 }
 
-/// A feature's value in words, for the reasons columns.
-pub fn describe(feature: &str, batch: &RecordBatch, row: usize) -> String {
-    let Some(col) = batch.column_by_name(feature) else {
-        return feature.to_string();
-    };
-    if col.is_null(row) {
-        return match feature {
-            "nps_last" | "nps_mean_365d" => "no NPS answer".into(),
-            "days_since_last_visit" => "never visited".into(),
-            "avg_wait_minutes_365d" => "no recorded wait".into(),
-            _ => format!("{feature} unknown"),
-        };
-    }
-    let num = || {
-        arrow::compute::cast(&col.slice(row, 1), &DataType::Float64)
+/// A batch's feature columns as numbers and text, cast once, for the reasons columns.
+pub struct Described<'a> {
+    batch: &'a RecordBatch,
+    numbers: BTreeMap<String, Option<Float64Array>>,
+}
+
+impl<'a> Described<'a> {
+    pub fn new(batch: &'a RecordBatch) -> Described<'a> {
+        let mut numbers = BTreeMap::new();
+        for f in batch.schema().fields() {
+            let cast = arrow::compute::cast(
+                batch.column_by_name(f.name()).expect("own column"),
+                &DataType::Float64,
+            )
             .ok()
             .and_then(|a| {
                 a.as_primitive_opt::<arrow::datatypes::Float64Type>()
-                    .map(|p| p.value(0))
-            })
+                    .cloned()
+            });
+            numbers.insert(f.name().clone(), cast);
+        }
+        Described { batch, numbers }
+    }
+
+    fn num(&self, feature: &str, row: usize) -> f64 {
+        self.numbers
+            .get(feature)
+            .and_then(|a| a.as_ref())
+            .map(|a| a.value(row))
             .unwrap_or(f64::NAN)
-    };
-    let text = || {
-        arrow::compute::cast(&col.slice(row, 1), &DataType::Utf8)
-            .ok()
-            .map(|a| a.as_string::<i32>().value(0).to_string())
-            .unwrap_or_default()
-    };
-    match feature {
-        "days_since_last_visit" => format!("no visit for {} days", num()),
-        "nps_last" => format!("last NPS {}", num()),
-        "nps_mean_365d" => format!("mean NPS {:.1} in the last year", num()),
-        "avg_wait_minutes_365d" => format!("average wait {:.0} min", num()),
-        "repair_visits_365d" => format!("{} repair or warranty visits in the last year", num()),
-        "roadside_365d" => format!(
-            "{} roadside or mobile-service calls in the last year",
-            num()
-        ),
-        "visits_90d" => format!("{} visits in the last 90 days", num()),
-        "visits_365d" => format!("{} visits in the last year", num()),
-        "revenue_365d" => format!("spent {:.0} in the last year", num()),
-        "value_added_revenue_365d" => format!("value-added spend {:.0} in the last year", num()),
-        "value_added_visits_365d" => format!("{} value-added purchases in the last year", num()),
-        "tenure_days" => format!("customer for {:.0} days", num()),
-        "nps_responses_365d" => format!("{} NPS answers in the last year", num()),
-        "shares_365d" => format!("{} referral shares in the last year", num()),
-        "referrals_converted_total" => format!("{} successful referrals so far", num()),
-        "referrals_converted_365d" => format!("{} successful referrals in the last year", num()),
-        "social_shares_90d" => format!("{} service stories shared in 90 days", num()),
-        "community_member" => {
-            if text() == "true" {
-                "owners' community member".into()
-            } else {
-                "not in the owners' community".into()
-            }
+    }
+
+    fn text(&self, feature: &str, row: usize) -> String {
+        let Some(col) = self.batch.column_by_name(feature) else {
+            return String::new();
+        };
+        if let Some(s) = col.as_string_opt::<i32>() {
+            return s.value(row).to_string();
         }
-        "acquired_by_referral" => {
-            if text() == "true" {
-                "came by referral".into()
-            } else {
-                "did not come by referral".into()
-            }
+        if let Some(b) = col.as_boolean_opt() {
+            return b.value(row).to_string();
         }
-        "segment" => format!("segment {}", text()),
-        "vehicle_model" => format!("drives a {}", text()),
-        other => format!("{other} {}", text()),
+        String::new()
+    }
+
+    /// A feature's value in words.
+    pub fn describe(&self, feature: &str, row: usize) -> String {
+        let Some(col) = self.batch.column_by_name(feature) else {
+            return feature.to_string();
+        };
+        if col.is_null(row) {
+            return match feature {
+                "nps_last" | "nps_mean_365d" => "no NPS answer".into(),
+                "days_since_last_visit" => "never visited".into(),
+                "avg_wait_minutes_365d" => "no recorded wait".into(),
+                _ => format!("{feature} unknown"),
+            };
+        }
+        let num = || self.num(feature, row);
+        let text = || self.text(feature, row);
+        match feature {
+            "days_since_last_visit" => format!("no visit for {} days", num()),
+            "nps_last" => format!("last NPS {}", num()),
+            "nps_mean_365d" => format!("mean NPS {:.1} in the last year", num()),
+            "avg_wait_minutes_365d" => format!("average wait {:.0} min", num()),
+            "repair_visits_365d" => format!("{} repair or warranty visits in the last year", num()),
+            "roadside_365d" => format!(
+                "{} roadside or mobile-service calls in the last year",
+                num()
+            ),
+            "visits_90d" => format!("{} visits in the last 90 days", num()),
+            "visits_365d" => format!("{} visits in the last year", num()),
+            "revenue_365d" => format!("spent {:.0} in the last year", num()),
+            "value_added_revenue_365d" => {
+                format!("value-added spend {:.0} in the last year", num())
+            }
+            "value_added_visits_365d" => {
+                format!("{} value-added purchases in the last year", num())
+            }
+            "tenure_days" => format!("customer for {:.0} days", num()),
+            "nps_responses_365d" => format!("{} NPS answers in the last year", num()),
+            "shares_365d" => format!("{} referral shares in the last year", num()),
+            "referrals_converted_total" => format!("{} successful referrals so far", num()),
+            "referrals_converted_365d" => {
+                format!("{} successful referrals in the last year", num())
+            }
+            "social_shares_90d" => format!("{} service stories shared in 90 days", num()),
+            "community_member" => {
+                if text() == "true" {
+                    "owners' community member".into()
+                } else {
+                    "not in the owners' community".into()
+                }
+            }
+            "acquired_by_referral" => {
+                if text() == "true" {
+                    "came by referral".into()
+                } else {
+                    "did not come by referral".into()
+                }
+            }
+            "segment" => format!("segment {}", text()),
+            "vehicle_model" => format!("drives a {}", text()),
+            other => format!("{other} {}", text()),
+        }
     }
 }
 
@@ -653,6 +692,7 @@ pub async fn score(
     for b in &features.batches {
         let refer = score_with(Target::Refer, b)?;
         let churn = score_with(Target::Churn, b)?;
+        let described = Described::new(b);
         let id = b
             .column_by_name("customer_id")
             .expect("customer_id")
@@ -664,14 +704,14 @@ pub async fn score(
         for i in 0..b.num_rows() {
             ids.push(id.value(i).to_string());
             p_refer.push(refer.as_ref().map(|s| s[i].p));
-            refer_reasons.push(refer.as_ref().map(|s| reasons(&s[i], b, i)));
+            refer_reasons.push(refer.as_ref().map(|s| reasons(&s[i], &described, i)));
             let in_population = active.value(i) > 0;
             p_churn.push(churn.as_ref().filter(|_| in_population).map(|s| s[i].p));
             churn_reasons.push(
                 churn
                     .as_ref()
                     .filter(|_| in_population)
-                    .map(|s| reasons(&s[i], b, i)),
+                    .map(|s| reasons(&s[i], &described, i)),
             );
         }
     }
@@ -699,10 +739,10 @@ pub async fn score(
     ))
 }
 
-fn reasons(s: &flywheel_models::Score, b: &RecordBatch, i: usize) -> String {
+fn reasons(s: &flywheel_models::Score, d: &Described, i: usize) -> String {
     s.top_features
         .iter()
-        .map(|(f, _)| describe(f, b, i))
+        .map(|(f, _)| d.describe(f, i))
         .collect::<Vec<_>>()
         .join("; ")
 }
