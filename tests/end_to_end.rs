@@ -79,6 +79,22 @@ fn tables_only(mut f: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
     f
 }
 
+/// Run a check script from tests/ with the tools venv's Python; it must succeed. Returns its output.
+fn python_check(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(tools::python())
+        .arg(common::repo().join("tests").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} failed:\n{text}");
+    text
+}
+
 fn generate(dir: &Path, customers: &str) {
     ok(&flywheel(
         &[
@@ -690,19 +706,7 @@ fn analysts_read_the_documented_schema_with_duckdb() {
     }
     let spec = dir.join("expected.json");
     std::fs::write(&spec, serde_json::to_vec(&expected).unwrap()).unwrap();
-    let script = common::repo().join("tests/analyst_check.py");
-    let outp = Command::new(tools::python())
-        .arg(script)
-        .arg(&out)
-        .arg(&spec)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&outp.stdout),
-        String::from_utf8_lossy(&outp.stderr)
-    );
-    assert!(outp.status.success(), "{text}");
+    let text = python_check("analyst_check.py", &[out.as_os_str(), spec.as_os_str()]);
     assert!(text.contains("all tables match their contracts"), "{text}");
 }
 
@@ -714,19 +718,11 @@ fn crm_lists_load_strictly_and_respect_the_cooldown() {
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "3000");
     ok(&run(&input, &out));
-    let script = common::repo().join("tests/csv_check.py");
-    let check = Command::new(tools::python())
-        .arg(script)
-        .arg(&out)
-        .arg(DATE)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
+    let text = python_check(
+        "csv_check.py",
+        &[out.as_os_str(), std::ffi::OsStr::new(DATE)],
     );
-    assert!(check.status.success() && text.contains("csv ok"), "{text}");
+    assert!(text.contains("csv ok"), "{text}");
 
     let later = "2026-06-11";
     ok(&flywheel(

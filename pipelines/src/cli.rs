@@ -156,9 +156,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             );
         }
         Command::Validate { input, date } => {
-            if let Some(i) = input {
-                cfg.input = i;
-            }
+            cfg = cfg.with_roots(input, None);
             let date = parse_date(date.as_deref())?;
             let ctx = run::session(&cfg)?;
             let root = Root::parse(&cfg.input)?;
@@ -184,12 +182,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             input,
             output,
         } => {
-            if let Some(i) = input {
-                cfg.input = i;
-            }
-            if let Some(o) = output {
-                cfg.output = o;
-            }
+            cfg = cfg.with_roots(input, output);
             let date = parse_date(date.as_deref())?;
             let report = run::run(&cfg, date).await?;
             summary::print(&report);
@@ -201,12 +194,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             output,
             export_design,
         } => {
-            if let Some(i) = input {
-                cfg.input = i;
-            }
-            if let Some(o) = output {
-                cfg.output = o;
-            }
+            cfg = cfg.with_roots(input, output);
             let as_of = parse_date(as_of.as_deref())?;
             let targets = models::Target::parse(&target)?;
             let ctx = run::session(&cfg)?;

@@ -148,6 +148,17 @@ impl Config {
         Ok(())
     }
 
+    /// Apply the `--input` / `--output` flags, which override the file and the environment.
+    pub fn with_roots(mut self, input: Option<String>, output: Option<String>) -> Config {
+        if let Some(i) = input {
+            self.input = i;
+        }
+        if let Some(o) = output {
+            self.output = o;
+        }
+        self
+    }
+
     pub fn models_root(&self) -> String {
         self.models
             .clone()

@@ -167,6 +167,45 @@ impl Columns {
     }
 }
 
+impl Columns {
+    /// share → signup an hour later → first_service `fs_after` after the share, by `customer`.
+    #[allow(clippy::too_many_arguments)]
+    fn converting_signup(
+        &mut self,
+        share_ts: i64,
+        share: &str,
+        referrer: &str,
+        channel: &str,
+        key: &str,
+        fs_after: i64,
+        customer: &str,
+    ) {
+        self.event(
+            "share", share_ts, share, referrer, channel, None, None, None,
+        );
+        self.event(
+            "signup",
+            share_ts + HOUR,
+            share,
+            referrer,
+            channel,
+            Some(key),
+            None,
+            None,
+        );
+        self.event(
+            "first_service",
+            share_ts + fs_after,
+            share,
+            referrer,
+            channel,
+            Some(key),
+            Some(customer),
+            None,
+        );
+    }
+}
+
 pub fn customer_id(i: usize) -> String {
     format!("CU{i:08}")
 }
@@ -535,27 +574,7 @@ pub async fn generate(
             let s_ts = as_of_ns - (1 + r.below(300)) as i64 * DAY;
             let share = next_share();
             let ch = r.pick(&CHANNELS).to_string();
-            cols.event("share", s_ts, &share, &referrer, &ch, None, None, None);
-            cols.event(
-                "signup",
-                s_ts + HOUR,
-                &share,
-                &referrer,
-                &ch,
-                Some(&key),
-                None,
-                None,
-            );
-            cols.event(
-                "first_service",
-                s_ts + 5 * DAY,
-                &share,
-                &referrer,
-                &ch,
-                Some(&key),
-                Some(&referrer),
-                None,
-            );
+            cols.converting_signup(s_ts, &share, &referrer, &ch, &key, 5 * DAY, &referrer);
         }
         if r.chance(0.004) && customers > 1 {
             let other = (i + 1 + r.below(customers as u64 - 1) as usize) % customers;
@@ -565,27 +584,7 @@ pub async fn generate(
                 let s_ts = as_of_ns - (10 + r.below(150)) as i64 * DAY;
                 let share = next_share();
                 let ch = r.pick(&CHANNELS).to_string();
-                cols.event("share", s_ts, &share, &referrer, &ch, None, None, None);
-                cols.event(
-                    "signup",
-                    s_ts + HOUR,
-                    &share,
-                    &referrer,
-                    &ch,
-                    Some(&key),
-                    None,
-                    None,
-                );
-                cols.event(
-                    "first_service",
-                    s_ts + 3 * DAY,
-                    &share,
-                    &referrer,
-                    &ch,
-                    Some(&key),
-                    Some(&other_id),
-                    None,
-                );
+                cols.converting_signup(s_ts, &share, &referrer, &ch, &key, 3 * DAY, &other_id);
                 cols.event(
                     "reward_issued",
                     s_ts + 3 * DAY + HOUR,

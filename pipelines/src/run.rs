@@ -104,47 +104,42 @@ pub fn params(cfg: &Config, as_of: NaiveDate) -> BTreeMap<String, String> {
         .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
         .num_days();
     let ns = days * DAY_NS;
-    let mut p = BTreeMap::new();
-    p.insert("as_of_ns".into(), ns.to_string());
-    p.insert("as_of_days".into(), days.to_string());
-    p.insert(
-        "as_of".into(),
-        format!("arrow_cast({ns}, 'Timestamp(ns, \"UTC\")')"),
-    );
-    p.insert("run_date".into(), format!("DATE '{as_of}'"));
-    p.insert(
-        "attribution_window_days".into(),
-        cfg.attribution_window_days.to_string(),
-    );
-    p.insert(
-        "max_signups_per_referrer_per_day".into(),
-        cfg.max_signups_per_referrer_per_day.to_string(),
-    );
-    p.insert(
-        "refer_horizon_days".into(),
-        cfg.refer_horizon_days.to_string(),
-    );
-    p.insert(
-        "churn_horizon_days".into(),
-        cfg.churn_horizon_days.to_string(),
-    );
-    p.insert(
-        "churn_alert_threshold".into(),
-        format!("{:?}", cfg.churn_alert_threshold),
-    );
-    p.insert(
-        "ambassador_top_share".into(),
-        format!("{:?}", cfg.ambassador_top_share),
-    );
-    p.insert(
-        "candidate_cooldown_days".into(),
-        cfg.candidate_cooldown_days.to_string(),
-    );
-    p.insert(
-        "alert_cooldown_days".into(),
-        cfg.alert_cooldown_days.to_string(),
-    );
-    p
+    let values = [
+        ("as_of_ns", ns.to_string()),
+        ("as_of_days", days.to_string()),
+        (
+            "as_of",
+            format!("arrow_cast({ns}, 'Timestamp(ns, \"UTC\")')"),
+        ),
+        ("run_date", format!("DATE '{as_of}'")),
+        (
+            "attribution_window_days",
+            cfg.attribution_window_days.to_string(),
+        ),
+        (
+            "max_signups_per_referrer_per_day",
+            cfg.max_signups_per_referrer_per_day.to_string(),
+        ),
+        ("refer_horizon_days", cfg.refer_horizon_days.to_string()),
+        ("churn_horizon_days", cfg.churn_horizon_days.to_string()),
+        (
+            "churn_alert_threshold",
+            format!("{:?}", cfg.churn_alert_threshold),
+        ),
+        (
+            "ambassador_top_share",
+            format!("{:?}", cfg.ambassador_top_share),
+        ),
+        (
+            "candidate_cooldown_days",
+            cfg.candidate_cooldown_days.to_string(),
+        ),
+        ("alert_cooldown_days", cfg.alert_cooldown_days.to_string()),
+    ];
+    values
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Inputs after the row rules, registered in `ctx` under their names.
