@@ -755,3 +755,138 @@ fn crm_lists_load_strictly_and_respect_the_cooldown() {
         );
     }
 }
+
+/// The morning report renders in a real headless browser (Debian's Chromium) with no console
+/// errors and no external resource, and shows this run's KPI values, model charts and list sizes.
+#[test]
+fn the_html_report_renders_in_chromium_and_shows_the_run() {
+    let dir = common::tempdir("e2e-report");
+    // The console check can fail: a page that throws is caught.
+    let bad = dir.join("bad.html");
+    std::fs::write(
+        &bad,
+        "<!DOCTYPE html><html><body><script>throw new Error('boom')</script></body></html>",
+    )
+    .unwrap();
+    let r = tools::render_page(&bad, None);
+    assert!(
+        r.console.iter().any(|l| l.contains("boom")),
+        "the console check misses an uncaught error: {:?}",
+        r.console
+    );
+
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "3000");
+    let text = ok(&run(&input, &out));
+    let page = out.join(format!("reports/dt={DATE}/index.html"));
+    assert!(
+        text.contains("index.html"),
+        "the summary names the report:\n{text}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+        "<script src",
+        "<link ",
+    ] {
+        assert!(
+            !html.contains(external),
+            "the report is not self-contained: {external}"
+        );
+    }
+
+    let r = tools::render_page(&page, None);
+    assert!(r.console.is_empty(), "console messages: {:?}", r.console);
+    assert!(r.dom.contains(&format!("flywheel morning report — {DATE}")));
+
+    // Every network KPI of both tables is on the page with its exact value, shown rounded.
+    let shown = regex::Regex::new(
+        r#"data-table="(\w+)" data-scope="network" data-kpi="(\w+)" data-value="([^"]*)">([^<]*)<"#,
+    )
+    .unwrap();
+    let on_page: BTreeMap<(String, String), (String, String)> = shown
+        .captures_iter(&r.dom)
+        .map(|c| ((c[1].into(), c[2].into()), (c[3].into(), c[4].into())))
+        .collect();
+    let mut checked = 0;
+    for table in ["referral_kpis", "lifecycle_health"] {
+        let rows = tokio_rows(
+            &out,
+            &format!("{table}/dt={DATE}"),
+            &["scope", "kpi", "value"],
+        );
+        for row in rows.iter().filter(|r| r.starts_with("network,")) {
+            let cells: Vec<&str> = row.split(',').collect();
+            let (kpi, value) = (cells[1], cells[2]);
+            let (raw, text) = on_page
+                .get(&(table.to_string(), kpi.to_string()))
+                .unwrap_or_else(|| panic!("{table}.{kpi} is not on the page"));
+            if value.is_empty() {
+                assert_eq!((raw.as_str(), text.as_str()), ("", "–"), "{table}.{kpi}");
+            } else {
+                let v: f64 = value.parse().unwrap();
+                assert_eq!(raw.parse::<f64>().unwrap(), v, "{table}.{kpi}");
+                let tol = if kpi.ends_with("nps") { 0.05 } else { 0.0005 };
+                let shown: f64 = text.parse().unwrap();
+                assert!(
+                    (shown - v).abs() <= tol + 1e-12,
+                    "{table}.{kpi}: {text} for {v}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} network KPIs checked");
+
+    // The charts: funnels, and ROC / calibration / lift for each champion model.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join(format!("_runs/dt={DATE}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    for id in ["aarrr", "channels"] {
+        assert!(
+            r.dom.contains(&format!("<svg id=\"{id}\"")),
+            "no {id} chart"
+        );
+    }
+    for target in ["refer", "churn"] {
+        let version = manifest["model_versions"][target].as_str().unwrap();
+        assert!(r.dom.contains(&format!("p_{target} — version {version}")));
+        for chart in ["roc", "calibration", "lift"] {
+            assert!(
+                r.dom.contains(&format!("<svg id=\"{chart}-{target}\"")),
+                "no {chart} chart for {target}"
+            );
+        }
+    }
+    // List sizes agree with the published CSVs.
+    for list in ["ambassador_candidates", "churn_alerts"] {
+        let csv = std::fs::read_to_string(out.join(format!("lists/{list}/dt={DATE}/{list}.csv")))
+            .unwrap();
+        let n = csv.lines().count() - 1;
+        assert!(
+            r.dom.contains(&format!("data-list=\"{list}\">{n}<")),
+            "{list}: {n} rows not shown"
+        );
+    }
+
+    // It paints: a screenshot of the full page is a real PNG of some size.
+    let png = dir.join("report.png");
+    let shot = tools::render_page(&page, Some(&png));
+    assert!(shot.console.is_empty(), "{:?}", shot.console);
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "{} bytes",
+        bytes.len()
+    );
+}
+
+fn tokio_rows(out: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::read_rows(out, folder, columns))
+}

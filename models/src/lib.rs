@@ -15,7 +15,7 @@ mod design;
 mod metrics;
 
 pub use design::{FeatureSpec, Preprocessor};
-pub use metrics::{evaluate, CalibrationBin, Metrics};
+pub use metrics::{evaluate, CalibrationBin, LiftDecile, Metrics};
 pub use ndarray;
 
 use linfa::prelude::*;

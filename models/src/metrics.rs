@@ -11,6 +11,18 @@ pub struct CalibrationBin {
     pub observed_rate: Option<f64>,
 }
 
+/// One tenth of the holdout ranked by score (decile 1 = the highest scores).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LiftDecile {
+    pub decile: usize,
+    pub rows: u64,
+    pub positives: u64,
+    /// Positive rate in this decile over the base rate.
+    pub lift: Option<f64>,
+    /// Positive rate in deciles 1..=decile over the base rate.
+    pub cumulative_lift: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     pub rows: u64,
@@ -24,6 +36,9 @@ pub struct Metrics {
     /// ROC curve at up to 50 thresholds: (false positive rate, true positive rate).
     pub roc_curve: Vec<(f64, f64)>,
     pub calibration: Vec<CalibrationBin>,
+    /// Lift by score decile, for the lift chart (absent in model files of earlier versions).
+    #[serde(default)]
+    pub lift_by_decile: Vec<LiftDecile>,
 }
 
 pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
@@ -138,6 +153,27 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
                 .then(|| members.iter().filter(|i| y[**i]).count() as f64 / rows as f64),
         });
     }
+    // Deciles of the ranking: decile d holds ranks [d*n/10, (d+1)*n/10) (sizes differ by one at
+    // most); ties across a boundary fall where the stable order above puts them.
+    let mut lift_by_decile = Vec::new();
+    let (mut cum_rows, mut cum_pos) = (0u64, 0u64);
+    for d in 0..10 {
+        let (lo, hi) = (d * n / 10, (d + 1) * n / 10);
+        let rows = (hi - lo) as u64;
+        let pos = idx[lo..hi].iter().filter(|i| y[**i]).count() as u64;
+        cum_rows += rows;
+        cum_pos += pos;
+        let lift = |pos: u64, rows: u64| {
+            (rows > 0 && base_rate > 0.0).then(|| pos as f64 / rows as f64 / base_rate)
+        };
+        lift_by_decile.push(LiftDecile {
+            decile: d + 1,
+            rows,
+            positives: pos,
+            lift: lift(pos, rows),
+            cumulative_lift: lift(cum_pos, cum_rows),
+        });
+    }
     // Thin the curve to at most 50 points for the report.
     let step = (curve.len() / 50).max(1);
     let mut roc_curve: Vec<(f64, f64)> = curve.iter().step_by(step).copied().collect();
@@ -155,5 +191,6 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Metrics {
         lift_top_decile,
         roc_curve,
         calibration,
+        lift_by_decile,
     }
 }

@@ -152,3 +152,27 @@ fn metrics_on_a_hand_checked_example() {
     let t = evaluate(&[0.5, 0.5], &[true, false]);
     assert!((t.roc_auc - 0.5).abs() < 1e-12);
 }
+
+#[test]
+fn lift_by_decile_on_a_hand_checked_example() {
+    // 20 rows, scores 1.00, 0.95, ..., 0.05; positives at ranks 1, 2, 3 and 20. Base rate 4/20.
+    let p: Vec<f64> = (0..20).map(|i| 1.0 - i as f64 * 0.05).collect();
+    let y: Vec<bool> = (0..20).map(|i| i < 3 || i == 19).collect();
+    let m = evaluate(&p, &y);
+    let l = &m.lift_by_decile;
+    assert_eq!(l.len(), 10);
+    assert!(l.iter().all(|d| d.rows == 2));
+    // Decile 1: 2 of 2 positive → rate 1.0 / 0.2 = 5.
+    assert_eq!(l[0].positives, 2);
+    assert!((l[0].lift.unwrap() - 5.0).abs() < 1e-12);
+    // Decile 2: 1 of 2 → 2.5; cumulative 3 of 4 → 3.75.
+    assert!((l[1].lift.unwrap() - 2.5).abs() < 1e-12);
+    assert!((l[1].cumulative_lift.unwrap() - 3.75).abs() < 1e-12);
+    assert_eq!(l[5].lift, Some(0.0));
+    // Decile 10 holds the last positive; cumulative lift over everything is 1.
+    assert!((l[9].lift.unwrap() - 2.5).abs() < 1e-12);
+    assert!((l[9].cumulative_lift.unwrap() - 1.0).abs() < 1e-12);
+    // No positives: lift is undefined, not 0 or NaN.
+    let none = evaluate(&[0.3, 0.2], &[false, false]);
+    assert!(none.lift_by_decile.iter().all(|d| d.lift.is_none()));
+}

@@ -16,6 +16,8 @@
 //!        ▼
 //!  contracts::check_output ── publish::Publisher (staging → commit) → <table>/dt=D/
 //!        ▼
+//!  report::html ── reports/dt=D/index.html (self-contained morning report)
+//!        ▼
 //!  _runs/dt=D/manifest.json (written last)
 //! ```
 //!
@@ -32,6 +34,7 @@ pub mod inputs;
 pub mod jobs;
 pub mod models;
 pub mod publish;
+pub mod report;
 pub mod run;
 pub mod storage;
 pub mod summary;

@@ -641,7 +641,7 @@ pub async fn score(
     as_of: NaiveDate,
     fingerprint: &str,
     log: &mut Vec<String>,
-) -> Result<(Table, BTreeMap<String, String>)> {
+) -> Result<(Table, BTreeMap<String, ModelFile>)> {
     let registry = Registry::open(cfg)?;
     let mut versions = BTreeMap::new();
     let mut models = BTreeMap::new();
@@ -735,7 +735,10 @@ pub async fn score(
             schema,
             batches: vec![batch],
         },
-        versions,
+        models
+            .into_iter()
+            .map(|(t, f)| (t.name().to_string(), f))
+            .collect(),
     ))
 }
 

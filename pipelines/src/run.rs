@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -380,7 +381,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     // Scores: a Rust step over customer_features, with the champion models.
     let t = stages.start();
     let fingerprint = models::fingerprint(&validated.files);
-    let (scores, model_versions) = models::score(
+    let (scores, champions) = models::score(
         cfg,
         &ctx,
         &tables["customer_features"],
@@ -397,6 +398,10 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         )?),
     )?;
     tables.insert("customer_scores".into(), scores);
+    let model_versions: BTreeMap<String, String> = champions
+        .iter()
+        .map(|(t, f)| (t.clone(), f.version.clone()))
+        .collect();
     stages.done("score", t);
 
     // The CRM lists: cooldowns read the lists of earlier run dates from the output store.
@@ -496,6 +501,19 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
                 contract: "data-contracts/rejects.odcs.yaml".into(),
             });
         }
+        // The morning report, from the checked tables and the champion models.
+        let html = crate::report::html(&crate::report::ReportInput {
+            date: date.to_string(),
+            input: &input.url,
+            tables: &tables,
+            champions: &champions,
+            checks: &validated.checks,
+            warnings: &warnings,
+        });
+        let folder = output_folder("reports", date);
+        publisher
+            .stage(&folder, "index.html", Bytes::from(html), None)
+            .await?;
         Ok(())
     }
     .await;

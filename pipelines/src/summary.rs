@@ -166,6 +166,10 @@ pub fn print(report: &RunReport) {
             t.table, t.rows, m.output, t.path
         );
     }
+    println!(
+        "  {:<28} {:>10}       {}/reports/dt={}/index.html",
+        "report (HTML)", "", m.output, m.run_date
+    );
     for w in &m.warnings {
         println!("warning: {w}");
     }

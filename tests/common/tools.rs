@@ -190,3 +190,101 @@ fn http_post(base: &str, path: &str) -> Result<u16, String> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad reply: {reply}"))
 }
+
+/// Debian's Chromium (`apt-get install chromium`; `.ci/run` installs it), or `FLYWHEEL_CHROMIUM`.
+pub fn chromium() -> PathBuf {
+    if let Ok(p) = std::env::var("FLYWHEEL_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!(
+        "the report tests need a real headless browser: install Debian's chromium \
+         (apt-get install chromium, as .ci/run does) or set FLYWHEEL_CHROMIUM to its path"
+    );
+}
+
+/// What headless Chromium made of a page.
+pub struct Rendered {
+    /// The DOM after scripts ran (`--dump-dom`).
+    pub dom: String,
+    /// Messages the page wrote to its console (errors, uncaught exceptions, warnings).
+    pub console: Vec<String>,
+}
+
+/// Open a local file in headless Chromium with the network shut: its DOM after load and its
+/// console messages. A screenshot is written too when `screenshot` is given.
+pub fn render_page(page: &std::path::Path, screenshot: Option<&std::path::Path>) -> Rendered {
+    let profile = page.with_extension("chromium-profile");
+    let _ = std::fs::remove_dir_all(&profile);
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1280,4000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    match screenshot {
+        Some(png) => args.push(format!("--screenshot={}", png.display())),
+        None => args.push("--dump-dom".into()),
+    }
+    args.push(format!("file://{}", page.display()));
+    let mut child = Command::new(chromium())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    // Read both pipes on threads so a chatty browser cannot block, and give up after 120 s.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut so, &mut s).ok();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut se, &mut s).ok();
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!(
+                "chromium did not finish rendering {} in 120 s",
+                page.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (dom, log) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "chromium failed ({status}):\n{log}");
+    let _ = std::fs::remove_dir_all(&profile);
+    Rendered {
+        dom,
+        // e.g. `[..:INFO:CONSOLE:1] "Uncaught Error: boom", source: file:///... (1)`
+        console: log
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(str::to_string)
+            .collect(),
+    }
+}
