@@ -14,7 +14,12 @@
 WITH
 population AS (
     SELECT f.customer_id, f.service_center_id, f.advisor_id, f.days_since_last_visit,
-           f.revenue_365d, f.nps_last, f.marketing_consent, s.p_churn, s.p_churn_reasons
+           f.revenue_365d, f.nps_last, f.marketing_consent, s.p_churn,
+           -- When no feature pushes p_churn up (the intercept alone carries it over the
+           -- threshold), say so rather than leave the advisor an empty reason.
+           CASE WHEN s.p_churn_reasons IS NULL OR s.p_churn_reasons = ''
+                THEN 'p_churn ' || CAST(ROUND(s.p_churn, 2) AS VARCHAR) || ' at or above the alert threshold'
+                ELSE s.p_churn_reasons END AS p_churn_reasons
     FROM customer_features f
     JOIN customer_scores s ON s.customer_id = f.customer_id
     WHERE f.visits_365d > 0

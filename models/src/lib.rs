@@ -212,6 +212,34 @@ impl Model {
         Ok(out)
     }
 
+    /// Check a model read from a file: one finite coefficient per design column, in order, and
+    /// usable preprocessing (finite means, positive deviations).
+    pub fn check(&self) -> Result<()> {
+        let names = self.preprocessor.column_names();
+        let got: Vec<&str> = self.coefficients.iter().map(|(n, _)| n.as_str()).collect();
+        if names.iter().map(String::as_str).ne(got.iter().copied()) {
+            return Err(ModelError::Invalid(format!(
+                "the coefficients ({}) do not match the design columns of the preprocessing ({})",
+                got.join(", "),
+                names.join(", ")
+            )));
+        }
+        if !self.intercept.is_finite() || self.coefficients.iter().any(|(_, c)| !c.is_finite()) {
+            return Err(ModelError::Invalid(
+                "a coefficient is not a finite number".into(),
+            ));
+        }
+        for c in &self.preprocessor.numeric {
+            if !(c.mean.is_finite() && c.impute.is_finite() && c.std.is_finite() && c.std > 0.0) {
+                return Err(ModelError::Invalid(format!(
+                    "the preprocessing of {} is unusable (mean {}, std {}, impute {})",
+                    c.name, c.mean, c.std, c.impute
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Coefficient of a design column, for tests and reports.
     pub fn coefficient(&self, name: &str) -> Option<f64> {
         self.coefficients

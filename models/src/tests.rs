@@ -176,3 +176,32 @@ fn lift_by_decile_on_a_hand_checked_example() {
     let none = evaluate(&[0.3, 0.2], &[false, false]);
     assert!(none.lift_by_decile.iter().all(|d| d.lift.is_none()));
 }
+
+#[test]
+fn a_model_whose_coefficients_do_not_fit_its_preprocessing_is_refused() {
+    let (b, y) = imbalanced(400);
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
+    let x = pre.transform(&b).unwrap();
+    let model = fit(pre, &x, &y, &settings()).unwrap();
+    assert!(model.check().is_ok());
+    // A coefficient dropped (a model file edited by hand, or built for other features).
+    let mut short = model.clone();
+    short.coefficients.pop();
+    let e = short.check().unwrap_err().to_string();
+    assert!(e.contains("design columns"), "{e}");
+    // Renamed coefficient.
+    let mut renamed = model.clone();
+    renamed.coefficients[0].0 = "y".into();
+    assert!(renamed.check().is_err());
+    // Non-finite numbers.
+    let mut nan = model.clone();
+    nan.intercept = f64::NAN;
+    assert!(nan.check().is_err());
+    let mut zero_std = model;
+    zero_std.preprocessor.numeric[0].std = 0.0;
+    assert!(zero_std
+        .check()
+        .unwrap_err()
+        .to_string()
+        .contains("unusable"));
+}

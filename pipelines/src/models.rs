@@ -147,6 +147,12 @@ impl Registry {
                 self.root.display(&rel)
             ))
         })?;
+        file.model.check().map_err(|e| {
+            FlywheelError::Model(format!(
+                "{} is not a usable model file ({e}); retrain with `flywheel train`",
+                self.root.display(&rel)
+            ))
+        })?;
         if file.format != 1 || file.target != target.name() {
             return Err(FlywheelError::Model(format!(
                 "{} is a {} model of format {}; expected a {} model of format 1",
