@@ -13,24 +13,54 @@ events AS (
     FROM referral_events
     WHERE event_ts < ${as_of}
 ),
-signups AS (
+signup_events AS (
     SELECT event_id AS signup_event_id, referrer_id, share_id, channel, referee_key,
-           event_ts AS signup_ts, ts_ns AS signup_ns,
-           ROW_NUMBER() OVER (PARTITION BY referee_key ORDER BY ts_ns, event_id) AS signup_rank,
-           COUNT(*) OVER (PARTITION BY referrer_id, ts_ns / 86400000000000) AS referrer_signups_that_day
+           event_ts AS signup_ts, ts_ns AS signup_ns, ts_ns / 86400000000000 AS signup_day
     FROM events
     WHERE event_type = 'signup'
 ),
--- The referee's customer id: the first non-null referee_customer_id on any event of the key.
+-- The first signup of each key (earliest; ties: the smaller event_id); every other is a
+-- duplicate. Two hash aggregates instead of a window: no sort of the signups by key.
+first_signup_ns AS (
+    SELECT referee_key, MIN(signup_ns) AS signup_ns FROM signup_events GROUP BY referee_key
+),
+first_signups AS (
+    SELECT s.referee_key, MIN(s.signup_event_id) AS signup_event_id
+    FROM signup_events s
+    JOIN first_signup_ns f ON f.referee_key = s.referee_key AND f.signup_ns = s.signup_ns
+    GROUP BY s.referee_key
+),
+referrer_days AS (
+    SELECT referrer_id, signup_day, COUNT(*) AS referrer_signups_that_day
+    FROM signup_events
+    GROUP BY referrer_id, signup_day
+),
+signups AS (
+    SELECT s.*, d.referrer_signups_that_day, f.signup_event_id IS NULL AS duplicate_signup
+    FROM signup_events s
+    JOIN referrer_days d ON d.referrer_id = s.referrer_id AND d.signup_day = s.signup_day
+    LEFT JOIN first_signups f ON f.signup_event_id = s.signup_event_id
+),
+-- The referee's customer id: the first non-null referee_customer_id on any event of the key
+-- (earliest; ties: the smaller event_id).
+known_referees AS (
+    SELECT referee_key, referee_customer_id, event_id, ts_ns
+    FROM events
+    WHERE referee_customer_id IS NOT NULL AND referee_key IS NOT NULL
+),
+first_known_ns AS (
+    SELECT referee_key, MIN(ts_ns) AS ts_ns FROM known_referees GROUP BY referee_key
+),
+first_known AS (
+    SELECT k.referee_key, MIN(k.event_id) AS event_id
+    FROM known_referees k
+    JOIN first_known_ns f ON f.referee_key = k.referee_key AND f.ts_ns = k.ts_ns
+    GROUP BY k.referee_key
+),
 referee_ids AS (
-    SELECT referee_key, referee_customer_id
-    FROM (
-        SELECT referee_key, referee_customer_id,
-               ROW_NUMBER() OVER (PARTITION BY referee_key ORDER BY ts_ns, event_id) AS rn
-        FROM events
-        WHERE referee_customer_id IS NOT NULL AND referee_key IS NOT NULL
-    ) t
-    WHERE rn = 1
+    SELECT k.referee_key, k.referee_customer_id
+    FROM known_referees k
+    JOIN first_known f ON f.referee_key = k.referee_key AND f.event_id = k.event_id
 ),
 -- The earliest first_service of the same key at or after each signup (any share_id).
 first_services AS (
@@ -50,7 +80,6 @@ flagged AS (
                OR COALESCE(r.referee_customer_id = s.referrer_id, FALSE) AS self_referral,
            COALESCE(CAST(referee.delivery_date AS INT) < s.signup_ns / 86400000000000, FALSE) AS existing_customer,
            s.referrer_signups_that_day > ${max_signups_per_referrer_per_day} AS velocity,
-           s.signup_rank > 1 AS duplicate_signup,
            COALESCE(ref.referral_tracking_opt_out, FALSE) AS referrer_opted_out,
            ref.service_center_id AS referrer_service_center_id,
            -- A referrer missing from the CRM is generation 1 (domain.md); on a cycle: null.
@@ -75,19 +104,28 @@ sequenced AS (
     FROM eligibility
 ),
 -- The reward of a converted, non-duplicate row: the earliest reward_issued of the same key at or
--- after its first_service (ties: the smaller event_id).
+-- after its first_service (ties: the smaller event_id). Hash aggregates, as above.
+reward_candidates AS (
+    SELECT s.signup_event_id, e.event_id AS reward_event_id, e.ts_ns AS reward_ns,
+           e.event_ts AS reward_ts, e.reward_points
+    FROM sequenced s
+    JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'reward_issued'
+                 AND e.ts_ns >= s.first_service_ns
+    WHERE s.converted AND NOT s.duplicate_signup
+),
+first_reward_ns AS (
+    SELECT signup_event_id, MIN(reward_ns) AS reward_ns FROM reward_candidates GROUP BY signup_event_id
+),
+first_reward AS (
+    SELECT c.signup_event_id, MIN(c.reward_event_id) AS reward_event_id
+    FROM reward_candidates c
+    JOIN first_reward_ns f ON f.signup_event_id = c.signup_event_id AND f.reward_ns = c.reward_ns
+    GROUP BY c.signup_event_id
+),
 rewards AS (
-    SELECT signup_event_id, reward_event_id, reward_ns, reward_ts, reward_points
-    FROM (
-        SELECT s.signup_event_id, e.event_id AS reward_event_id, e.ts_ns AS reward_ns,
-               e.event_ts AS reward_ts, e.reward_points,
-               ROW_NUMBER() OVER (PARTITION BY s.signup_event_id ORDER BY e.ts_ns, e.event_id) AS rn
-        FROM sequenced s
-        JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'reward_issued'
-                     AND e.ts_ns >= s.first_service_ns
-        WHERE s.converted AND NOT s.duplicate_signup
-    ) t
-    WHERE rn = 1
+    SELECT c.signup_event_id, c.reward_event_id, c.reward_ns, c.reward_ts, c.reward_points
+    FROM reward_candidates c
+    JOIN first_reward f ON f.signup_event_id = c.signup_event_id AND f.reward_event_id = c.reward_event_id
 ),
 -- Cumulative points after the n-th eligible conversion (domain.md, Reward ladder).
 laddered AS (

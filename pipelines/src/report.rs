@@ -4,8 +4,9 @@
 //! calibration, lift) and the list sizes per center.
 //!
 //! Everything on the page comes from the tables of the run and the champion model files, so the
-//! same run gives the same bytes (the output location is left out on purpose: a run published to
-//! two places gives the same report). Numbers keep their full value in `data-value` attributes (for
+//! same run gives the same bytes: locations, clock times and the scorer's notes (which depend on the
+//! registry's history) are left to the manifest, so a rerun, or the same data read from S3 or
+//! with pandas-style types, gives the same report. Numbers keep their full value in `data-value` attributes (for
 //! tests and scrapers); the text shows them rounded.
 
 use std::collections::BTreeMap;
@@ -22,7 +23,6 @@ use crate::validate::InputCheck;
 /// What the report is made of.
 pub struct ReportInput<'a> {
     pub date: String,
-    pub input: &'a str,
     pub tables: &'a BTreeMap<String, Table>,
     pub champions: &'a BTreeMap<String, ModelFile>,
     pub checks: &'a [InputCheck],
@@ -408,9 +408,8 @@ pub fn html(r: &ReportInput) -> String {
     let mut out = String::with_capacity(256 * 1024);
     let _ = write!(
         out,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>flywheel — {date}</title><style>{CSS}</style></head><body><header><h1>flywheel morning report — {date}</h1><p>inputs {input}; files of this run are under <code>&lt;table&gt;/dt={date}/</code> beside <code>reports/</code></p></header><main>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>flywheel — {date}</title><style>{CSS}</style></head><body><header><h1>flywheel morning report — {date}</h1><p>The files of this run are under <code>&lt;table&gt;/dt={date}/</code> beside <code>reports/</code>; the run manifest, with the input location, timings and notes, is <code>_runs/dt={date}/manifest.json</code>.</p></header><main>"#,
         date = esc(&r.date),
-        input = esc(r.input),
     );
 
     // Inputs and warnings.

@@ -156,7 +156,9 @@ pub async fn load_inputs(
     input: &Root,
     as_of: NaiveDate,
 ) -> Result<ValidatedInputs> {
-    let as_of_literal = params(cfg, as_of)["as_of"].clone();
+    let as_of_ns: i64 = params(cfg, as_of)["as_of_ns"]
+        .parse()
+        .map_err(FlywheelError::internal)?;
     let mut out = ValidatedInputs {
         checks: vec![],
         files: BTreeMap::new(),
@@ -166,14 +168,9 @@ pub async fn load_inputs(
         let contract = contracts::contract(name)?;
         let loaded = inputs::load_input(input, &contract).await?;
         let files = loaded.files.clone();
-        let (check, rejects) = validate::validate_input(
-            ctx,
-            &contract,
-            loaded,
-            &as_of_literal,
-            cfg.target_partitions,
-        )
-        .await?;
+        let (check, rejects) =
+            validate::validate_input(ctx, &contract, loaded, as_of_ns, cfg.target_partitions)
+                .await?;
         info!(
             input = name,
             rows = check.rows,
@@ -390,6 +387,9 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         &mut warnings,
     )
     .await?;
+    // Notes of the scorer (a model trained first, null scores) depend on the registry's history,
+    // not on the data: the manifest keeps them; the report (byte-identical on reruns) does not.
+    let scorer_notes = warnings.len();
     ctx.register_table(
         "customer_scores",
         Arc::new(MemTable::try_new(
@@ -504,11 +504,10 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         // The morning report, from the checked tables and the champion models.
         let html = crate::report::html(&crate::report::ReportInput {
             date: date.to_string(),
-            input: &input.url,
             tables: &tables,
             champions: &champions,
             checks: &validated.checks,
-            warnings: &warnings,
+            warnings: &warnings[scorer_notes..],
         });
         let folder = output_folder("reports", date);
         publisher

@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::contracts::{ColType, Contract};
@@ -131,11 +133,15 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
 
 /// Validate one loaded input; registers the accepted rows (before as_of) under the input's name and
 /// returns the quarantined rows (with `_source_file` and `_reasons`).
+///
+/// One streaming pass of the rule SQL: each annotated batch is split in Rust into accepted rows
+/// (clean, before as_of, cast to the contract types) and quarantined rows, so no annotated copy
+/// of the whole input is ever held; only the (few) quarantined rows go on to the reject queries.
 pub async fn validate_input(
     ctx: &SessionContext,
     contract: &Contract,
     loaded: LoadedInput,
-    as_of_literal: &str,
+    as_of_ns: i64,
     partitions: usize,
 ) -> Result<(InputCheck, Vec<RecordBatch>)> {
     let table = &contract.table;
@@ -148,51 +154,72 @@ pub async fn validate_input(
             split(loaded.batches, partitions),
         )?),
     )?;
-
-    let checked = ctx.sql(&rule_sql(contract, &raw)).await?.cache().await?;
+    let annotated = ctx.sql(&rule_sql(contract, &raw)).await?;
+    let planned_schema = annotated.schema().inner().clone();
+    let mut stream = annotated.execute_stream().await?;
     ctx.deregister_table(&raw)?;
-    let checked_name = format!("checked_{table}");
-    ctx.register_table(&checked_name, checked.clone().into_view())?;
 
-    // Accepted rows, typed as the contract says, filtered to the run's time.
-    let select = contract
-        .columns
-        .iter()
-        .map(|c| {
-            let q = quote_ident(&c.name);
-            if crate::inputs::staging_type(c.ty) == c.ty.arrow() {
-                q
-            } else {
-                format!("CAST({q} AS {}) AS {q}", sql_type(c.ty))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let time_filter = match event_time_column(table) {
-        Some(t) => format!(" AND {} < {as_of_literal}", quote_ident(t)),
-        None => String::new(),
-    };
-    let accepted = ctx
-        .sql(&format!(
-            "SELECT {select} FROM {checked_name} WHERE _reasons = ''{time_filter}"
-        ))
-        .await?
-        .collect()
-        .await?;
-    let used: u64 = accepted.iter().map(|b| b.num_rows() as u64).sum();
     let schema = contract.schema();
-    let accepted = accepted
-        .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| {
+    let time_column = event_time_column(table);
+    let mut accepted = Vec::new();
+    let mut quarantined = Vec::new();
+    let mut checked_schema = None;
+    let mut used = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        checked_schema.get_or_insert_with(|| batch.schema());
+        let reasons = batch
+            .column_by_name("_reasons")
+            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _reasons"))?;
+        let reasons = arrow::compute::cast(reasons, &DataType::Utf8)?;
+        let clean = arrow::compute::kernels::cmp::eq(&reasons, &StringArray::new_scalar(""))?;
+        let bad = arrow::compute::not(&clean)?;
+        if bad.true_count() > 0 {
+            quarantined.push(arrow::compute::filter_record_batch(&batch, &bad)?);
+        }
+        let keep = match time_column {
+            Some(t) => {
+                let ts = batch.column_by_name(t).ok_or_else(|| {
+                    FlywheelError::internal(format!("{table}: no event-time column {t}"))
+                })?;
+                let ts = arrow::compute::cast(ts, &DataType::Int64)?;
+                let before =
+                    arrow::compute::kernels::cmp::lt(&ts, &Int64Array::new_scalar(as_of_ns))?;
+                arrow::compute::and(&clean, &before)?
+            }
+            None => clean,
+        };
+        if keep.true_count() == 0 {
+            continue;
+        }
+        let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = kept.column_by_name(f.name()).ok_or_else(|| {
+                    FlywheelError::internal(format!("{table}: the row-rule SQL lost {}", f.name()))
+                })?;
+                Ok(arrow::compute::cast(c, f.data_type())?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        used += kept.num_rows() as u64;
+        accepted.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
             FlywheelError::internal(format!(
                 "{table}: accepted rows do not fit the contract schema: {e}"
             ))
-        })?;
+        })?);
+    }
+    drop(stream);
     ctx.register_table(
         table.as_str(),
         Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
+    )?;
+    let checked_name = format!("checked_{table}");
+    let checked_schema = checked_schema.unwrap_or(planned_schema);
+    ctx.register_table(
+        &checked_name,
+        Arc::new(MemTable::try_new(checked_schema, vec![quarantined])?),
     )?;
 
     // Quarantined rows as one fixed schema for every input.
