@@ -2,130 +2,41 @@
 -- Grain:    one row per `signup` event before as_of, of every referrer. Opted-out referrers are
 --           kept here so that every aggregate (KPIs, funnels) still counts their referrals; the
 --           person-level table referral_attribution leaves them out.
--- Inputs:   referral_events, crm_customers (accepted rows), referral_generations.
+-- Inputs:   referral_signups (flags and eligibility), referral_events (rewards).
 -- Contract: none (internal); referral_attribution publishes its person-level columns.
 -- Rules:    domain.md, "Referral attribution" and "Reward ladder". Durations are compared in
 --           exact nanoseconds; a UTC day is 86,400 s.
 WITH
-events AS (
-    SELECT event_id, event_type, share_id, referrer_id, channel, referee_key, referee_customer_id,
-           reward_points, event_ts, CAST(event_ts AS BIGINT) AS ts_ns
-    FROM referral_events
-    WHERE event_ts < ${as_of}
-),
-signup_events AS (
-    SELECT event_id AS signup_event_id, referrer_id, share_id, channel, referee_key,
-           event_ts AS signup_ts, ts_ns AS signup_ns, ts_ns / 86400000000000 AS signup_day
-    FROM events
-    WHERE event_type = 'signup'
-),
--- The first signup of each key (earliest; ties: the smaller event_id); every other is a
--- duplicate. Two hash aggregates instead of a window: no sort of the signups by key.
-first_signup_ns AS (
-    SELECT referee_key, MIN(signup_ns) AS signup_ns FROM signup_events GROUP BY referee_key
-),
-first_signups AS (
-    SELECT s.referee_key, MIN(s.signup_event_id) AS signup_event_id
-    FROM signup_events s
-    JOIN first_signup_ns f ON f.referee_key = s.referee_key AND f.signup_ns = s.signup_ns
-    GROUP BY s.referee_key
-),
-referrer_days AS (
-    SELECT referrer_id, signup_day, COUNT(*) AS referrer_signups_that_day
-    FROM signup_events
-    GROUP BY referrer_id, signup_day
-),
-signups AS (
-    SELECT s.*, d.referrer_signups_that_day, f.signup_event_id IS NULL AS duplicate_signup
-    FROM signup_events s
-    JOIN referrer_days d ON d.referrer_id = s.referrer_id AND d.signup_day = s.signup_day
-    LEFT JOIN first_signups f ON f.signup_event_id = s.signup_event_id
-),
--- The referee's customer id: the first non-null referee_customer_id on any event of the key
--- (earliest; ties: the smaller event_id).
-known_referees AS (
-    SELECT referee_key, referee_customer_id, event_id, ts_ns
-    FROM events
-    WHERE referee_customer_id IS NOT NULL AND referee_key IS NOT NULL
-),
-first_known_ns AS (
-    SELECT referee_key, MIN(ts_ns) AS ts_ns FROM known_referees GROUP BY referee_key
-),
-first_known AS (
-    SELECT k.referee_key, MIN(k.event_id) AS event_id
-    FROM known_referees k
-    JOIN first_known_ns f ON f.referee_key = k.referee_key AND f.ts_ns = k.ts_ns
-    GROUP BY k.referee_key
-),
-referee_ids AS (
-    SELECT k.referee_key, k.referee_customer_id
-    FROM known_referees k
-    JOIN first_known f ON f.referee_key = k.referee_key AND f.event_id = k.event_id
-),
--- The earliest first_service of the same key at or after each signup (any share_id).
-first_services AS (
-    SELECT s.signup_event_id, MIN(e.ts_ns) AS first_service_ns, MIN(e.event_ts) AS first_service_ts
-    FROM signups s
-    JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'first_service' AND e.ts_ns >= s.signup_ns
-    GROUP BY s.signup_event_id
-),
-flagged AS (
-    SELECT s.*,
-           r.referee_customer_id,
-           f.first_service_ns,
-           f.first_service_ts,
-           f.first_service_ns IS NOT NULL
-               AND f.first_service_ns - s.signup_ns <= ${attribution_window_days} * 86400000000000 AS converted,
-           COALESCE(s.referee_key = ref.contact_hash, FALSE)
-               OR COALESCE(r.referee_customer_id = s.referrer_id, FALSE) AS self_referral,
-           COALESCE(CAST(referee.delivery_date AS INT) < s.signup_ns / 86400000000000, FALSE) AS existing_customer,
-           s.referrer_signups_that_day > ${max_signups_per_referrer_per_day} AS velocity,
-           COALESCE(ref.referral_tracking_opt_out, FALSE) AS referrer_opted_out,
-           ref.service_center_id AS referrer_service_center_id,
-           -- A referrer missing from the CRM is generation 1 (domain.md); on a cycle: null.
-           CASE WHEN ref.customer_id IS NULL THEN 1 ELSE gen.generation END AS referrer_generation
-    FROM signups s
-    LEFT JOIN referee_ids r ON r.referee_key = s.referee_key
-    LEFT JOIN first_services f ON f.signup_event_id = s.signup_event_id
-    LEFT JOIN crm_customers ref ON ref.customer_id = s.referrer_id
-    LEFT JOIN referral_generations gen ON gen.customer_id = s.referrer_id
-    LEFT JOIN crm_customers referee ON referee.customer_id = r.referee_customer_id
-),
-eligibility AS (
-    SELECT *,
-           converted AND NOT (self_referral OR existing_customer OR velocity OR duplicate_signup) AS eligible
-    FROM flagged
+-- The n-th eligible conversion of each referrer (by first_service, then signup, then key),
+-- ranked over the eligible rows only.
+conversion_order AS (
+    SELECT signup_event_id,
+           ROW_NUMBER() OVER (PARTITION BY referrer_id
+                              ORDER BY first_service_ns, signup_ns, referee_key) AS conversion_seq
+    FROM referral_signups
+    WHERE eligible
 ),
 sequenced AS (
-    SELECT *,
-           CASE WHEN eligible THEN ROW_NUMBER() OVER (
-               PARTITION BY referrer_id, eligible
-               ORDER BY first_service_ns, signup_ns, referee_key) END AS conversion_seq
-    FROM eligibility
+    SELECT s.*, o.conversion_seq
+    FROM referral_signups s
+    LEFT JOIN conversion_order o ON o.signup_event_id = s.signup_event_id
 ),
 -- The reward of a converted, non-duplicate row: the earliest reward_issued of the same key at or
--- after its first_service (ties: the smaller event_id). Hash aggregates, as above.
-reward_candidates AS (
-    SELECT s.signup_event_id, e.event_id AS reward_event_id, e.ts_ns AS reward_ns,
-           e.event_ts AS reward_ts, e.reward_points
-    FROM sequenced s
-    JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'reward_issued'
-                 AND e.ts_ns >= s.first_service_ns
-    WHERE s.converted AND NOT s.duplicate_signup
-),
-first_reward_ns AS (
-    SELECT signup_event_id, MIN(reward_ns) AS reward_ns FROM reward_candidates GROUP BY signup_event_id
-),
-first_reward AS (
-    SELECT c.signup_event_id, MIN(c.reward_event_id) AS reward_event_id
-    FROM reward_candidates c
-    JOIN first_reward_ns f ON f.signup_event_id = c.signup_event_id AND f.reward_ns = c.reward_ns
-    GROUP BY c.signup_event_id
-),
+-- after its first_service (ties: the smaller event_id).
 rewards AS (
-    SELECT c.signup_event_id, c.reward_event_id, c.reward_ns, c.reward_ts, c.reward_points
-    FROM reward_candidates c
-    JOIN first_reward f ON f.signup_event_id = c.signup_event_id AND f.reward_event_id = c.reward_event_id
+    SELECT signup_event_id, reward_event_id, reward_ns, reward_ts, reward_points
+    FROM (
+        SELECT s.signup_event_id, e.event_id AS reward_event_id, CAST(e.event_ts AS BIGINT) AS reward_ns,
+               e.event_ts AS reward_ts, e.reward_points,
+               ROW_NUMBER() OVER (PARTITION BY s.signup_event_id
+                                  ORDER BY CAST(e.event_ts AS BIGINT), e.event_id) AS rn
+        FROM referral_signups s
+        JOIN referral_events e ON e.referee_key = s.referee_key AND e.event_type = 'reward_issued'
+                              AND e.event_ts < ${as_of}
+                              AND CAST(e.event_ts AS BIGINT) >= s.first_service_ns
+        WHERE s.converted AND NOT s.duplicate_signup
+    ) t
+    WHERE rn = 1
 ),
 -- Cumulative points after the n-th eligible conversion (domain.md, Reward ladder).
 laddered AS (

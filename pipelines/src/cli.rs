@@ -203,7 +203,12 @@ pub async fn execute(cli: Cli) -> Result<()> {
             run::enforce_reject_share(&v.checks, cfg.max_reject_share)?;
             let jobs: Vec<_> = crate::jobs::all_jobs(&crate::contracts::INPUTS)?
                 .into_iter()
-                .filter(|j| matches!(j.name.as_str(), "referral_generations" | "referrals"))
+                .filter(|j| {
+                    matches!(
+                        j.name.as_str(),
+                        "referral_generations" | "referral_signups" | "referrals"
+                    )
+                })
                 .collect();
             run::run_jobs(
                 &ctx,
@@ -214,6 +219,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             .await?;
             let registry = models::Registry::open(&cfg)?;
             let fingerprint = models::fingerprint(&v.files);
+            let mut snapshots = models::Snapshots::new();
             for t in targets {
                 let started = std::time::Instant::now();
                 let export = export_design.as_deref().map(Root::parse).transpose()?;
@@ -225,6 +231,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
                     as_of,
                     &fingerprint,
                     export.as_ref(),
+                    &mut snapshots,
                 )
                 .await?;
                 let m = &r.file.holdout_metrics;

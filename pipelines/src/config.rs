@@ -23,7 +23,9 @@ pub struct Config {
     pub candidate_cooldown_days: i64,
     pub alert_cooldown_days: i64,
     pub max_reject_share: f64,
-    /// Memory budget of the query engine (sorts and aggregates spill beyond it).
+    /// Memory budget of the query engine in MiB (sorts and aggregates spill beyond it); 0, the
+    /// default, means no budget: DataFusion 55 can deadlock when a repartition spills under a
+    /// budget (apache/datafusion#24883), so flywheel bounds memory by its plans instead.
     pub memory_limit_mb: u64,
     /// Partitions the engine plans with; fixed so results do not depend on the machine.
     pub target_partitions: usize,
@@ -47,7 +49,7 @@ impl Default for Config {
             candidate_cooldown_days: 30,
             alert_cooldown_days: 30,
             max_reject_share: 0.01,
-            memory_limit_mb: 4096,
+            memory_limit_mb: 0,
             target_partitions: 2,
             l2: 1.0,
             max_iterations: 200,
@@ -139,8 +141,10 @@ impl Config {
         {
             return bad("churn_alert_threshold, ambassador_top_share and max_reject_share must be in [0, 1]");
         }
-        if self.target_partitions == 0 || self.memory_limit_mb < 64 {
-            return bad("target_partitions must be >= 1 and memory_limit_mb >= 64");
+        if self.target_partitions == 0 || (self.memory_limit_mb != 0 && self.memory_limit_mb < 64) {
+            return bad(
+                "target_partitions must be >= 1 and memory_limit_mb 0 (no budget) or >= 64",
+            );
         }
         if self.l2 < 0.0 || self.max_iterations == 0 {
             return bad("l2 must be >= 0 and max_iterations >= 1");

@@ -11,6 +11,10 @@ const SQL_FILES: &[(&str, &str)] = &[
         "referral_generations",
         include_str!("../../sql/referral_generations.sql"),
     ),
+    (
+        "referral_signups",
+        include_str!("../../sql/referral_signups.sql"),
+    ),
     ("referrals", include_str!("../../sql/referrals.sql")),
     (
         "referral_attribution",
@@ -190,7 +194,8 @@ mod tests {
     fn jobs_come_after_what_they_read() {
         let jobs = all_jobs(&crate::contracts::INPUTS).unwrap();
         let pos = |n: &str| jobs.iter().position(|j| j.name == n).unwrap();
-        assert!(pos("referral_generations") < pos("referrals"));
+        assert!(pos("referral_generations") < pos("referral_signups"));
+        assert!(pos("referral_signups") < pos("referrals"));
         assert!(pos("referrals") < pos("referral_attribution"));
         assert!(pos("referrals") < pos("customer_features"));
         let attribution = &jobs[pos("referral_attribution")];

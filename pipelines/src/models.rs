@@ -256,7 +256,7 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: NaiveDate) -> Re
         .filter(|j| {
             matches!(
                 j.name.as_str(),
-                "referral_generations" | "referrals" | "customer_features"
+                "referral_generations" | "referral_signups" | "referrals" | "customer_features"
             )
         })
         .collect();
@@ -267,14 +267,26 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: NaiveDate) -> Re
         .expect("customer_features job ran"))
 }
 
+/// customer_features per snapshot date, computed once per process: `train --target all` needs
+/// the snapshot as_of − 180 days for both targets (refer's training, churn's holdout).
+pub type Snapshots = BTreeMap<NaiveDate, Table>;
+
 /// A labelled training set at snapshot `t`. `ctx` holds the run-date tables.
 pub async fn training_set(
     ctx: &SessionContext,
     cfg: &Config,
     target: Target,
     t: NaiveDate,
+    snapshots: &mut Snapshots,
 ) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
-    let features = features_at(ctx, cfg, t).await?;
+    let features = match snapshots.get(&t) {
+        Some(f) => f.clone(),
+        None => {
+            let f = features_at(ctx, cfg, t).await?;
+            snapshots.insert(t, f.clone());
+            f
+        }
+    };
     ctx.deregister_table("snapshot_features")?;
     ctx.register_table(
         "snapshot_features",
@@ -335,6 +347,7 @@ pub struct Trained {
 
 /// Train a challenger for `target` as of `as_of`, compare it with the champion on the same
 /// holdout, and promote it when it is at least as good (README, "Models").
+#[allow(clippy::too_many_arguments)]
 pub async fn train(
     ctx: &SessionContext,
     cfg: &Config,
@@ -343,6 +356,7 @@ pub async fn train(
     as_of: NaiveDate,
     fingerprint: &str,
     export: Option<&Root>,
+    snapshots: &mut Snapshots,
 ) -> Result<Trained> {
     let h = chrono::Duration::days(target.horizon_days(cfg));
     let (train_t, holdout_t) = (as_of - h - h, as_of - h);
@@ -354,8 +368,8 @@ pub async fn train(
         gradient_tolerance: 1e-4 * rows.max(1) as f64,
     };
 
-    let (train_b, train_y) = training_set(ctx, cfg, target, train_t).await?;
-    let (hold_b, hold_y) = training_set(ctx, cfg, target, holdout_t).await?;
+    let (train_b, train_y) = training_set(ctx, cfg, target, train_t, snapshots).await?;
+    let (hold_b, hold_y) = training_set(ctx, cfg, target, holdout_t, snapshots).await?;
     info!(target = target.name(), train_rows = train_y.len(), holdout_rows = hold_y.len(), %train_t, %holdout_t, "training sets built");
 
     // Out-of-time validation: fit on the older snapshot, evaluate on the newer one.
@@ -649,6 +663,7 @@ pub async fn score(
     log: &mut Vec<String>,
 ) -> Result<(Table, BTreeMap<String, ModelFile>)> {
     let registry = Registry::open(cfg)?;
+    let mut snapshots = Snapshots::new();
     let mut versions = BTreeMap::new();
     let mut models = BTreeMap::new();
     for target in Target::ALL {
@@ -662,7 +677,18 @@ pub async fn score(
                 );
                 tracing::warn!("{msg}");
                 log.push(msg);
-                match train(ctx, cfg, &registry, target, as_of, fingerprint, None).await {
+                match train(
+                    ctx,
+                    cfg,
+                    &registry,
+                    target,
+                    as_of,
+                    fingerprint,
+                    None,
+                    &mut snapshots,
+                )
+                .await
+                {
                     Ok(t) => t.file,
                     // Too little history to train (a new network, a small test set): publish
                     // everything else, with null scores, and say so.

@@ -82,14 +82,22 @@ fn peak_rss_mib() -> Option<u64> {
     Some(kb / 1024)
 }
 
-/// Query engine with a fixed partition count (results do not depend on the machine) and a memory
-/// budget beyond which sorts and aggregates spill.
+/// Query engine with a fixed partition count (results do not depend on the machine) and, when
+/// configured, a memory budget beyond which sorts and aggregates spill.
 pub fn session(cfg: &Config) -> Result<SessionContext> {
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(
+    let mut runtime = RuntimeEnvBuilder::new();
+    if cfg.memory_limit_mb > 0 {
+        // Opt-in only: under a budget, DataFusion 55's RepartitionExec can deadlock while it
+        // spills (apache/datafusion#24883, fixed upstream after 55); seen here at 1M customers.
+        warn!(
+            memory_limit_mb = cfg.memory_limit_mb,
+            "a query-engine memory budget is set: large runs may spill, and DataFusion 55 can stall while a repartition spills"
+        );
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(
             cfg.memory_limit_mb as usize * 1024 * 1024,
-        )))
-        .build_arc()?;
+        )));
+    }
+    let runtime = runtime.build_arc()?;
     let mut config = SessionConfig::new()
         .with_target_partitions(cfg.target_partitions)
         .with_batch_size(8192)
@@ -229,6 +237,22 @@ pub async fn run_jobs(
             FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name))
         })?;
         let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        // A profiling aid: FLYWHEEL_EXPLAIN=referrals,customer_features prints those jobs'
+        // EXPLAIN ANALYZE (per-operator rows and times) to stderr; the query then runs twice.
+        if std::env::var("FLYWHEEL_EXPLAIN")
+            .is_ok_and(|v| v.split(',').any(|j| j.trim() == job.name))
+        {
+            let plan = ctx
+                .sql(&format!("EXPLAIN ANALYZE {sql}"))
+                .await?
+                .collect()
+                .await?;
+            eprintln!(
+                "EXPLAIN ANALYZE sql/{}.sql\n{}",
+                job.name,
+                arrow::util::pretty::pretty_format_batches(&plan)?
+            );
+        }
         let batches = df.collect().await?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
         let table = Table {
