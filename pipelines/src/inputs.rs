@@ -15,7 +15,7 @@ use arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
 // still works and is what DataFusion 55 itself uses, so we keep it until the upgrade.
 #[allow(deprecated)]
@@ -69,7 +69,6 @@ pub fn staging_schema(contract: &Contract) -> SchemaRef {
 }
 
 /// Read every Parquet file of one input.
-#[allow(deprecated)]
 pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput> {
     let table = &contract.table;
     let listing = root.list(table).await?;
@@ -84,65 +83,89 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
         )));
     }
     let schema = staging_schema(contract);
-    let mut batches = Vec::new();
-    let mut infos = Vec::new();
-    for meta in files {
+    // Files are read and converted on tokio's workers, two at a time, and kept in listing order.
+    let staging = schema.clone();
+    let reads = files.into_iter().map(|meta| {
         let rel = root.relative(&meta.location);
         let shown = root.display(&rel);
-        let unreadable = |e: &dyn std::fmt::Display| {
-            FlywheelError::Contract(format!(
-                "input {table}: file {shown} is not a readable Parquet file ({e}); re-export it"
-            ))
-        };
-        let reader = ParquetObjectReader::new(root.store.clone(), meta.location.clone())
-            .with_file_size(meta.size);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(|e| unreadable(&e))?;
-        let file_schema = builder.schema().clone();
-        let mut roots = Vec::new();
-        for col in &contract.columns {
-            let Some((idx, field)) = file_schema.column_with_name(&col.name) else {
-                return Err(FlywheelError::Contract(format!(
-                    "input {table}: file {shown} has no column {} (expected {}); every contract column must be present, add it (nullable columns may be all null)",
-                    col.name,
-                    col.ty.name()
-                )));
-            };
-            if !compatible(field.data_type(), col.ty) {
-                return Err(FlywheelError::Contract(format!(
-                    "input {table}: file {shown} column {} has type {} but the contract expects {}; re-export it with a compatible type",
-                    col.name,
-                    field.data_type(),
-                    col.ty.name()
-                )));
-            }
-            roots.push(idx);
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let stream = builder
-            .with_projection(mask)
-            .with_batch_size(65_536)
-            .build()
-            .map_err(|e| unreadable(&e))?;
-        let raw: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| unreadable(&e))?;
-        let mut rows = 0u64;
-        for batch in raw {
-            rows += batch.num_rows() as u64;
-            batches.push(convert_batch(&batch, contract, &schema, &rel)?);
-        }
-        infos.push(InputFile {
-            path: rel,
-            size: meta.size,
-            last_modified: meta.last_modified.to_rfc3339(),
-            rows,
-        });
+        let (store, contract, schema) = (root.store.clone(), contract.clone(), staging.clone());
+        tokio::spawn(async move { read_file(store, meta, &contract, &schema, rel, shown).await })
+    });
+    let mut batches = Vec::new();
+    let mut infos = Vec::new();
+    let mut done = futures::stream::iter(reads).buffered(2);
+    while let Some(joined) = done.next().await {
+        let (file_batches, info) = joined.map_err(FlywheelError::internal)??;
+        batches.extend(file_batches);
+        infos.push(info);
     }
     Ok(LoadedInput {
         batches,
         schema,
         files: infos,
     })
+}
+
+/// Read one input file: check its columns against the contract, read only those, convert.
+#[allow(deprecated)] // ParquetObjectReader: the object_store reader parquet 59 still ships
+async fn read_file(
+    store: Arc<dyn object_store::ObjectStore>,
+    meta: object_store::ObjectMeta,
+    contract: &Contract,
+    schema: &SchemaRef,
+    rel: String,
+    shown: String,
+) -> Result<(Vec<RecordBatch>, InputFile)> {
+    let table = &contract.table;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        FlywheelError::Contract(format!(
+            "input {table}: file {shown} is not a readable Parquet file ({e}); re-export it"
+        ))
+    };
+    let reader = ParquetObjectReader::new(store, meta.location.clone()).with_file_size(meta.size);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| unreadable(&e))?;
+    let file_schema = builder.schema().clone();
+    let mut roots = Vec::new();
+    for col in &contract.columns {
+        let Some((idx, field)) = file_schema.column_with_name(&col.name) else {
+            return Err(FlywheelError::Contract(format!(
+                "input {table}: file {shown} has no column {} (expected {}); every contract column must be present, add it (nullable columns may be all null)",
+                col.name,
+                col.ty.name()
+            )));
+        };
+        if !compatible(field.data_type(), col.ty) {
+            return Err(FlywheelError::Contract(format!(
+                "input {table}: file {shown} column {} has type {} but the contract expects {}; re-export it with a compatible type",
+                col.name,
+                field.data_type(),
+                col.ty.name()
+            )));
+        }
+        roots.push(idx);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let stream = builder
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    let raw: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| unreadable(&e))?;
+    let mut rows = 0u64;
+    let mut batches = Vec::with_capacity(raw.len());
+    for batch in raw {
+        rows += batch.num_rows() as u64;
+        batches.push(convert_batch(&batch, contract, schema, &rel)?);
+    }
+    let info = InputFile {
+        path: rel,
+        size: meta.size,
+        last_modified: meta.last_modified.to_rfc3339(),
+        rows,
+    };
+    Ok((batches, info))
 }
 
 fn is_string(t: &DataType) -> bool {

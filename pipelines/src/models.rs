@@ -709,43 +709,46 @@ pub async fn score(
         models.insert(target, file);
     }
     let n: usize = features.batches.iter().map(|b| b.num_rows()).sum();
+    // Score the batches on `target_partitions` threads (worker k takes batches k, k + w, ...),
+    // then put the parts back in batch order: the same output whatever the timing.
+    let workers = cfg.target_partitions.max(1);
+    let batches = &features.batches;
+    let models_ref = &models;
+    let mut parts: Vec<(usize, ScoredPart)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|k| {
+                scope.spawn(move || -> Result<Vec<(usize, ScoredPart)>> {
+                    batches
+                        .iter()
+                        .enumerate()
+                        .skip(k)
+                        .step_by(workers)
+                        .map(|(i, b)| Ok((i, score_batch(models_ref, b)?)))
+                        .collect()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| FlywheelError::internal("a scoring thread panicked"))??;
+            all.extend(part);
+        }
+        Ok::<_, FlywheelError>(all)
+    })?;
+    parts.sort_by_key(|(i, _)| *i);
     let mut ids = Vec::with_capacity(n);
-    let mut p_churn: Vec<Option<f64>> = Vec::with_capacity(n);
-    let mut churn_reasons: Vec<Option<String>> = Vec::with_capacity(n);
-    let score_with = |t: Target, b: &RecordBatch| -> Result<Option<Vec<flywheel_models::Score>>> {
-        models
-            .get(&t)
-            .map(|m| m.model.score(b))
-            .transpose()
-            .map_err(FlywheelError::from)
-    };
     let mut p_refer: Vec<Option<f64>> = Vec::with_capacity(n);
     let mut refer_reasons: Vec<Option<String>> = Vec::with_capacity(n);
-    for b in &features.batches {
-        let refer = score_with(Target::Refer, b)?;
-        let churn = score_with(Target::Churn, b)?;
-        let described = Described::new(b);
-        let id = b
-            .column_by_name("customer_id")
-            .expect("customer_id")
-            .as_string::<i32>();
-        let active = b
-            .column_by_name("visits_365d")
-            .expect("visits_365d")
-            .as_primitive::<arrow::datatypes::Int32Type>();
-        for i in 0..b.num_rows() {
-            ids.push(id.value(i).to_string());
-            p_refer.push(refer.as_ref().map(|s| s[i].p));
-            refer_reasons.push(refer.as_ref().map(|s| reasons(&s[i], &described, i)));
-            let in_population = active.value(i) > 0;
-            p_churn.push(churn.as_ref().filter(|_| in_population).map(|s| s[i].p));
-            churn_reasons.push(
-                churn
-                    .as_ref()
-                    .filter(|_| in_population)
-                    .map(|s| reasons(&s[i], &described, i)),
-            );
-        }
+    let mut p_churn: Vec<Option<f64>> = Vec::with_capacity(n);
+    let mut churn_reasons: Vec<Option<String>> = Vec::with_capacity(n);
+    for (_, part) in parts {
+        ids.extend(part.ids);
+        p_refer.extend(part.p_refer);
+        refer_reasons.extend(part.refer_reasons);
+        p_churn.extend(part.p_churn);
+        churn_reasons.extend(part.churn_reasons);
     }
     let refer_dec = deciles(&p_refer, &ids);
     let churn_dec = deciles(&p_churn, &ids);
@@ -772,6 +775,56 @@ pub async fn score(
             .map(|(t, f)| (t.name().to_string(), f))
             .collect(),
     ))
+}
+
+/// The scores of one batch of customer_features.
+struct ScoredPart {
+    ids: Vec<String>,
+    p_refer: Vec<Option<f64>>,
+    refer_reasons: Vec<Option<String>>,
+    p_churn: Vec<Option<f64>>,
+    churn_reasons: Vec<Option<String>>,
+}
+
+fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<ScoredPart> {
+    let score_with = |t: Target| -> Result<Option<Vec<flywheel_models::Score>>> {
+        models
+            .get(&t)
+            .map(|m| m.model.score(b))
+            .transpose()
+            .map_err(FlywheelError::from)
+    };
+    let refer = score_with(Target::Refer)?;
+    let churn = score_with(Target::Churn)?;
+    let described = Described::new(b);
+    let column = |name: &str| {
+        b.column_by_name(name).ok_or_else(|| {
+            FlywheelError::internal(format!("customer_features has no column {name}"))
+        })
+    };
+    let id = column("customer_id")?.as_string::<i32>();
+    let active = column("visits_365d")?.as_primitive::<arrow::datatypes::Int32Type>();
+    let n = b.num_rows();
+    let mut part = ScoredPart {
+        ids: Vec::with_capacity(n),
+        p_refer: Vec::with_capacity(n),
+        refer_reasons: Vec::with_capacity(n),
+        p_churn: Vec::with_capacity(n),
+        churn_reasons: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        part.ids.push(id.value(i).to_string());
+        part.p_refer.push(refer.as_ref().map(|s| s[i].p));
+        part.refer_reasons
+            .push(refer.as_ref().map(|s| reasons(&s[i], &described, i)));
+        // The churn population: customers with a visit in W (domain.md, Scores).
+        let in_population = active.value(i) > 0;
+        let churn = churn.as_ref().filter(|_| in_population);
+        part.p_churn.push(churn.map(|s| s[i].p));
+        part.churn_reasons
+            .push(churn.map(|s| reasons(&s[i], &described, i)));
+    }
+    Ok(part)
 }
 
 fn reasons(s: &flywheel_models::Score, d: &Described, i: usize) -> String {

@@ -467,62 +467,65 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let mut publisher = Publisher::new(output.clone(), &run_id);
     let mut published = Vec::new();
     let staged: Result<()> = async {
+        // Every published table: (name, folder, contract, schema, batches), checked first.
+        let rejects_contract = contracts::contract("rejects")?;
+        let rejects_schema = rejects_contract.schema();
+        let mut outputs: Vec<(String, String, String, SchemaRef, Vec<RecordBatch>)> = Vec::new();
         for job in jobs.iter().filter(|j| j.publish) {
             let table = &tables[&job.name];
-            let contract = contracts::contract(&job.name)?;
-            contract.check_output(&table.batches, &table.schema)?;
-            let folder = output_folder(&published_path(&job.name), date);
+            outputs.push((
+                job.name.clone(),
+                output_folder(&published_path(&job.name), date),
+                job.name.clone(),
+                table.schema.clone(),
+                table.batches.clone(),
+            ));
+        }
+        let scores = &tables["customer_scores"];
+        outputs.push((
+            "customer_scores".into(),
+            output_folder("scores/customer_scores", date),
+            "customer_scores".into(),
+            scores.schema.clone(),
+            scores.batches.clone(),
+        ));
+        for (name, batches) in &validated.rejects {
+            let batches: Vec<RecordBatch> = batches
+                .iter()
+                .map(|b| RecordBatch::try_new(rejects_schema.clone(), b.columns().to_vec()))
+                .collect::<std::result::Result<_, _>>()?;
+            outputs.push((
+                format!("rejects/{name}"),
+                output_folder(&format!("rejects/{name}"), date),
+                "rejects".into(),
+                rejects_schema.clone(),
+                batches,
+            ));
+        }
+        for (_, _, contract, schema, batches) in &outputs {
+            contracts::contract(contract)?.check_output(batches, schema)?;
+        }
+        // Parquet encoding is the CPU-heavy part: spread the tables over the partitions' threads.
+        let encoded = crate::publish::parquet_bytes_parallel(
+            outputs.iter().map(|o| (&o.3, o.4.as_slice())).collect(),
+            cfg.target_partitions,
+        )?;
+        for ((name, folder, contract, schema, batches), bytes) in outputs.iter().zip(encoded) {
+            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
             publisher
-                .stage_table(&folder, &table.schema, &table.batches)
+                .stage(folder, "part-00000.parquet", bytes, Some(rows))
                 .await?;
-            if LISTS.contains(&job.name.as_str()) {
-                let csv = crate::publish::csv_bytes(&table.schema, &table.batches)?;
+            if LISTS.contains(&name.as_str()) {
+                let csv = crate::publish::csv_bytes(schema, batches)?;
                 publisher
-                    .stage(
-                        &folder,
-                        &format!("{}.csv", job.name),
-                        csv,
-                        Some(table.rows()),
-                    )
+                    .stage(folder, &format!("{name}.csv"), csv, Some(rows))
                     .await?;
             }
             published.push(PublishedTable {
-                table: job.name.clone(),
-                path: folder,
-                rows: table.rows(),
-                contract: format!("data-contracts/{}.odcs.yaml", job.name),
-            });
-        }
-        {
-            let table = &tables["customer_scores"];
-            let contract = contracts::contract("customer_scores")?;
-            contract.check_output(&table.batches, &table.schema)?;
-            let folder = output_folder("scores/customer_scores", date);
-            publisher
-                .stage_table(&folder, &table.schema, &table.batches)
-                .await?;
-            published.push(PublishedTable {
-                table: "customer_scores".into(),
-                path: folder,
-                rows: table.rows(),
-                contract: "data-contracts/customer_scores.odcs.yaml".into(),
-            });
-        }
-        let rejects_contract = contracts::contract("rejects")?;
-        for (name, batches) in &validated.rejects {
-            let schema = rejects_contract.schema();
-            let batches: Vec<RecordBatch> = batches
-                .iter()
-                .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-                .collect::<std::result::Result<_, _>>()?;
-            rejects_contract.check_output(&batches, &schema)?;
-            let folder = output_folder(&format!("rejects/{name}"), date);
-            publisher.stage_table(&folder, &schema, &batches).await?;
-            published.push(PublishedTable {
-                table: format!("rejects/{name}"),
-                path: folder,
-                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-                contract: "data-contracts/rejects.odcs.yaml".into(),
+                table: name.clone(),
+                path: folder.clone(),
+                rows,
+                contract: format!("data-contracts/{contract}.odcs.yaml"),
             });
         }
         // The morning report, from the checked tables and the champion models.
