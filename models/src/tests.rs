@@ -205,3 +205,45 @@ fn a_model_whose_coefficients_do_not_fit_its_preprocessing_is_refused() {
         .to_string()
         .contains("unusable"));
 }
+
+#[test]
+fn a_warm_started_large_fit_finds_the_cold_fit_optimum() {
+    // 4 × WARM_START_ROWS rows: `fit` starts from a subsample's optimum.
+    let n = 4 * WARM_START_ROWS;
+    let (b, y) = imbalanced(n);
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
+    let x = pre.transform(&b).unwrap();
+    let s = FitSettings {
+        alpha: 1.0,
+        max_iterations: 300,
+        gradient_tolerance: 1e-6 * n as f64,
+    };
+    let warm = fit(pre, &x, &y, &s).unwrap();
+    assert!(warm.convergence.converged, "{:?}", warm.convergence);
+    let (w, intercept) = linfa_fit(&x, &y, &s, None).unwrap();
+    assert!(check_convergence(&x, &y, &w, intercept, &s).converged);
+    // The one-hot levels and the intercept share a direction that only the L2 term pins, so
+    // compare what matters: the probabilities.
+    let cold = Model {
+        coefficients: warm
+            .coefficients
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(w)
+            .collect(),
+        intercept,
+        ..warm.clone()
+    };
+    let (pw, pc) = (warm.predict(&x), cold.predict(&x));
+    let worst = pw
+        .iter()
+        .zip(&pc)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-4,
+        "warm and cold probabilities differ by {worst}"
+    );
+    // Still P(true): the planted effect of x is positive although `true` is rare.
+    assert!(warm.coefficient("x").unwrap() > 1.0);
+}

@@ -373,9 +373,21 @@ pub async fn train(
     info!(target = target.name(), train_rows = train_y.len(), holdout_rows = hold_y.len(), %train_t, %holdout_t, "training sets built");
 
     // Out-of-time validation: fit on the older snapshot, evaluate on the newer one.
+    let step = std::time::Instant::now();
     let pre = Preprocessor::fit(&spec, &train_b)?;
     let x = design(&pre, &train_b)?;
+    info!(
+        target = target.name(),
+        seconds = step.elapsed().as_secs_f64(),
+        "design matrix built"
+    );
+    let step = std::time::Instant::now();
     let validation_model = fit(pre, &x, &train_y, &settings(train_y.len()))?;
+    info!(
+        target = target.name(),
+        seconds = step.elapsed().as_secs_f64(),
+        "validation model fitted"
+    );
     let xh = design(&validation_model.preprocessor, &hold_b)?;
     let p = validation_model.predict(&xh);
     if let Some(dir) = export {
@@ -406,12 +418,23 @@ pub async fn train(
         .await?;
     }
     let holdout_metrics = evaluate(&p, &hold_y);
+    info!(
+        target = target.name(),
+        seconds = step.elapsed().as_secs_f64(),
+        "holdout evaluated"
+    );
 
     // The final model: the same settings on the newer snapshot.
     let pre = Preprocessor::fit(&spec, &hold_b)?;
     let x = design(&pre, &hold_b)?;
     let settings = settings(hold_y.len());
+    let step = std::time::Instant::now();
     let model = fit(pre, &x, &hold_y, &settings)?;
+    info!(
+        target = target.name(),
+        seconds = step.elapsed().as_secs_f64(),
+        "final model fitted"
+    );
     if !model.convergence.converged {
         tracing::warn!(
             target = target.name(),
