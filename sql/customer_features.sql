@@ -1,7 +1,7 @@
 -- customer_features
 -- Grain:    one row per accepted CRM customer per run date (the CRM is a snapshot: every
 --           customer is here, delivered or not).
--- Inputs:   crm_customers, visits, nps_responses, referral_events, referrals,
+-- Inputs:   crm_customers, visits, nps_responses, referral_events, referral_signups,
 --           referral_generations.
 -- Contract: data-contracts/customer_features.odcs.yaml
 -- Output:   customer_features/dt=D/
@@ -64,7 +64,7 @@ conversion_stats AS (
     SELECT referrer_id AS customer_id,
            COUNT(*) AS referrals_converted_total,
            SUM(CASE WHEN first_service_ns >= ${as_of_ns} - 365 * 86400000000000 THEN 1 ELSE 0 END) AS referrals_converted_365d
-    FROM referrals
+    FROM referral_signups
     WHERE eligible
     GROUP BY referrer_id
 ),

@@ -203,12 +203,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             run::enforce_reject_share(&v.checks, cfg.max_reject_share)?;
             let jobs: Vec<_> = crate::jobs::all_jobs(&crate::contracts::INPUTS)?
                 .into_iter()
-                .filter(|j| {
-                    matches!(
-                        j.name.as_str(),
-                        "referral_generations" | "referral_signups" | "referrals"
-                    )
-                })
+                .filter(|j| matches!(j.name.as_str(), "referral_generations" | "referral_signups"))
                 .collect();
             run::run_jobs(
                 &ctx,

@@ -197,7 +197,7 @@ mod tests {
         assert!(pos("referral_generations") < pos("referral_signups"));
         assert!(pos("referral_signups") < pos("referrals"));
         assert!(pos("referrals") < pos("referral_attribution"));
-        assert!(pos("referrals") < pos("customer_features"));
+        assert!(pos("referral_signups") < pos("customer_features"));
         let attribution = &jobs[pos("referral_attribution")];
         assert!(attribution.publish);
         assert_eq!(

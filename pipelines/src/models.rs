@@ -243,7 +243,7 @@ fn days_to_ns(d: NaiveDate) -> i64 {
 }
 
 /// customer_features evaluated at snapshot `t` in a context of its own (the jobs read
-/// `referrals` and `referral_generations`, which must be computed at `t` too).
+/// `referral_signups` and `referral_generations`, which must be computed at `t` too).
 pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: NaiveDate) -> Result<Table> {
     let snap = run::session(cfg)?;
     for name in crate::contracts::INPUTS {
@@ -256,7 +256,7 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: NaiveDate) -> Re
         .filter(|j| {
             matches!(
                 j.name.as_str(),
-                "referral_generations" | "referral_signups" | "referrals" | "customer_features"
+                "referral_generations" | "referral_signups" | "customer_features"
             )
         })
         .collect();
