@@ -324,11 +324,34 @@ fn design(
     pre: &Preprocessor,
     batches: &[RecordBatch],
 ) -> Result<flywheel_models::ndarray::Array2<f64>> {
-    let mut parts = Vec::new();
-    for b in batches {
-        parts.push(pre.transform(b)?);
-    }
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    // Each batch on its own, on two threads (worker k takes batches k, k + 2, ...), back in order.
+    let workers = 2;
+    let mut parts: Vec<(usize, flywheel_models::ndarray::Array2<f64>)> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|k| {
+                    scope.spawn(move || -> Result<Vec<_>> {
+                        batches
+                            .iter()
+                            .enumerate()
+                            .skip(k)
+                            .step_by(workers)
+                            .map(|(i, b)| Ok((i, pre.transform(b)?)))
+                            .collect()
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(
+                    h.join()
+                        .map_err(|_| FlywheelError::internal("a design thread panicked"))??,
+                );
+            }
+            Ok::<_, FlywheelError>(all)
+        })?;
+    parts.sort_by_key(|(i, _)| *i);
+    let views: Vec<_> = parts.iter().map(|(_, p)| p.view()).collect();
     if views.is_empty() {
         return Ok(flywheel_models::ndarray::Array2::zeros((
             0,
