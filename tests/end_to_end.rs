@@ -112,18 +112,16 @@ fn generate(dir: &Path, customers: &str) {
     ));
 }
 
+/// `flywheel run` of DATE between two local folders.
 fn run(input: &Path, output: &Path) -> Output {
+    run_at(DATE, input.to_str().unwrap(), output.to_str().unwrap(), &[])
+}
+
+/// `flywheel run --date <date> --input <url> --output <url>` with extra environment.
+fn run_at(date: &str, input: &str, output: &str, env: &[(&str, String)]) -> Output {
     flywheel(
-        &[
-            "run",
-            "--date",
-            DATE,
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-        &[],
+        &["run", "--date", date, "--input", input, "--output", output],
+        env,
     )
 }
 
@@ -349,16 +347,10 @@ fn an_unreachable_bucket_is_a_storage_error() {
         ("AWS_ALLOW_HTTP", "true".to_string()),
         ("FLYWHEEL_S3_MAX_RETRIES", "0".to_string()),
     ];
-    let out = flywheel(
-        &[
-            "run",
-            "--date",
-            DATE,
-            "--input",
-            "s3://no-such-bucket/in",
-            "--output",
-            dir.join("out").to_str().unwrap(),
-        ],
+    let out = run_at(
+        DATE,
+        "s3://no-such-bucket/in",
+        dir.join("out").to_str().unwrap(),
         &env,
     );
     let stderr = fails(&out, 4);
@@ -434,16 +426,10 @@ fn pandas_style_types_give_the_same_outputs() {
     // The attribution case quarantines 4 of 73 events on purpose.
     let lenient = [("FLYWHEEL_MAX_REJECT_SHARE", "0.1".to_string())];
     let run_lenient = |input: &Path, output: &Path| {
-        flywheel(
-            &[
-                "run",
-                "--date",
-                DATE,
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                output.to_str().unwrap(),
-            ],
+        run_at(
+            DATE,
+            input.to_str().unwrap(),
+            output.to_str().unwrap(),
             &lenient,
         )
     };
@@ -471,13 +457,8 @@ fn pandas_style_types_give_the_same_outputs() {
         "p_refer_reasons",
         "p_churn_reasons",
     ];
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sa = rt.block_on(common::read_rows(
-        &dir.join("out-canonical"),
-        &folder,
-        &cols,
-    ));
-    let sb = rt.block_on(common::read_rows(&dir.join("out-pandas"), &folder, &cols));
+    let sa = tokio_rows(&dir.join("out-canonical"), &folder, &cols);
+    let sb = tokio_rows(&dir.join("out-pandas"), &folder, &cols);
     assert!(!sa.is_empty());
     assert_eq!(sa, sb);
 }
@@ -537,18 +518,7 @@ fn s3_run_matches_local_run() {
         &env,
     ));
     ok(&run(&local_in, &dir.join("out")));
-    ok(&flywheel(
-        &[
-            "run",
-            "--date",
-            DATE,
-            "--input",
-            "s3://flywheel/in",
-            "--output",
-            "s3://flywheel/out",
-        ],
-        &env,
-    ));
+    ok(&run_at(DATE, "s3://flywheel/in", "s3://flywheel/out", &env));
 
     // Read the S3 outputs back through object_store.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -727,16 +697,10 @@ fn crm_lists_load_strictly_and_respect_the_cooldown() {
     assert!(text.contains("csv ok"), "{text}");
 
     let later = "2026-06-11";
-    ok(&flywheel(
-        &[
-            "run",
-            "--date",
-            later,
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
+    ok(&run_at(
+        later,
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
         &[],
     ));
     for list in ["ambassador_candidates", "churn_alerts"] {
@@ -887,6 +851,7 @@ fn the_html_report_renders_in_chromium_and_shows_the_run() {
     );
 }
 
+/// A published table's rows as text (common::read_rows on a runtime of its own).
 fn tokio_rows(out: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
     tokio::runtime::Runtime::new()
         .unwrap()

@@ -33,6 +33,7 @@ pub mod generate;
 pub mod inputs;
 pub mod jobs;
 pub mod models;
+pub mod parallel;
 pub mod publish;
 pub mod report;
 pub mod run;

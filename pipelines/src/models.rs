@@ -324,34 +324,9 @@ fn design(
     pre: &Preprocessor,
     batches: &[RecordBatch],
 ) -> Result<flywheel_models::ndarray::Array2<f64>> {
-    // Each batch on its own, on two threads (worker k takes batches k, k + 2, ...), back in order.
-    let workers = 2;
-    let mut parts: Vec<(usize, flywheel_models::ndarray::Array2<f64>)> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|k| {
-                    scope.spawn(move || -> Result<Vec<_>> {
-                        batches
-                            .iter()
-                            .enumerate()
-                            .skip(k)
-                            .step_by(workers)
-                            .map(|(i, b)| Ok((i, pre.transform(b)?)))
-                            .collect()
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for h in handles {
-                all.extend(
-                    h.join()
-                        .map_err(|_| FlywheelError::internal("a design thread panicked"))??,
-                );
-            }
-            Ok::<_, FlywheelError>(all)
-        })?;
-    parts.sort_by_key(|(i, _)| *i);
-    let views: Vec<_> = parts.iter().map(|(_, p)| p.view()).collect();
+    // Each batch on its own, on two threads, back in order.
+    let parts = crate::parallel::map_ordered(batches, 2, |b| Ok(pre.transform(b)?))?;
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     if views.is_empty() {
         return Ok(flywheel_models::ndarray::Array2::zeros((
             0,
@@ -755,41 +730,17 @@ pub async fn score(
         models.insert(target, file);
     }
     let n: usize = features.batches.iter().map(|b| b.num_rows()).sum();
-    // Score the batches on `target_partitions` threads (worker k takes batches k, k + w, ...),
-    // then put the parts back in batch order: the same output whatever the timing.
-    let workers = cfg.target_partitions.max(1);
-    let batches = &features.batches;
-    let models_ref = &models;
-    let mut parts: Vec<(usize, ScoredPart)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|k| {
-                scope.spawn(move || -> Result<Vec<(usize, ScoredPart)>> {
-                    batches
-                        .iter()
-                        .enumerate()
-                        .skip(k)
-                        .step_by(workers)
-                        .map(|(i, b)| Ok((i, score_batch(models_ref, b)?)))
-                        .collect()
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            let part = h
-                .join()
-                .map_err(|_| FlywheelError::internal("a scoring thread panicked"))??;
-            all.extend(part);
-        }
-        Ok::<_, FlywheelError>(all)
+    // Score the batches on `target_partitions` threads, then put the parts back in batch order:
+    // the same output whatever the timing.
+    let parts = crate::parallel::map_ordered(&features.batches, cfg.target_partitions, |b| {
+        score_batch(&models, b)
     })?;
-    parts.sort_by_key(|(i, _)| *i);
     let mut ids = Vec::with_capacity(n);
     let mut p_refer: Vec<Option<f64>> = Vec::with_capacity(n);
     let mut refer_reasons: Vec<Option<String>> = Vec::with_capacity(n);
     let mut p_churn: Vec<Option<f64>> = Vec::with_capacity(n);
     let mut churn_reasons: Vec<Option<String>> = Vec::with_capacity(n);
-    for (_, part) in parts {
+    for part in parts {
         ids.extend(part.ids);
         p_refer.extend(part.p_refer);
         refer_reasons.extend(part.refer_reasons);

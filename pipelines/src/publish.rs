@@ -119,39 +119,14 @@ impl Publisher {
     }
 }
 
-/// Parquet bytes of several tables, encoded on `workers` threads (worker k takes tables k,
-/// k + workers, ...); the result is in input order, so the bytes do not depend on timing.
+/// Parquet bytes of several tables, encoded on `workers` threads, in input order.
 pub fn parquet_bytes_parallel(
     tables: Vec<(&SchemaRef, &[RecordBatch])>,
     workers: usize,
 ) -> Result<Vec<Bytes>> {
-    let workers = workers.max(1);
-    let tables = &tables;
-    let mut encoded: Vec<(usize, Bytes)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|k| {
-                scope.spawn(move || -> Result<Vec<(usize, Bytes)>> {
-                    tables
-                        .iter()
-                        .enumerate()
-                        .skip(k)
-                        .step_by(workers)
-                        .map(|(i, (schema, batches))| Ok((i, parquet_bytes(schema, batches)?)))
-                        .collect()
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            all.extend(
-                h.join()
-                    .map_err(|_| FlywheelError::internal("a Parquet encoding thread panicked"))??,
-            );
-        }
-        Ok::<_, FlywheelError>(all)
-    })?;
-    encoded.sort_by_key(|(i, _)| *i);
-    Ok(encoded.into_iter().map(|(_, b)| b).collect())
+    crate::parallel::map_ordered(&tables, workers, |(schema, batches)| {
+        parquet_bytes(schema, batches)
+    })
 }
 
 /// CSV bytes of a table for CRM imports: UTF-8, comma-separated, header row, RFC 4180 quoting,

@@ -62,8 +62,8 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// A cell of a table as text ("" when the column is absent, None when null).
-fn cell(b: &RecordBatch, col: &str, i: usize) -> Option<String> {
+/// A cell of a table as text (None when null or when the column is absent).
+pub(crate) fn cell(b: &RecordBatch, col: &str, i: usize) -> Option<String> {
     let c = b.column_by_name(col)?;
     if c.is_null(i) {
         return None;
@@ -82,10 +82,31 @@ fn float(b: &RecordBatch, col: &str, i: usize) -> Option<f64> {
     Some(c.as_primitive::<Float64Type>().value(0))
 }
 
-fn rows(t: Option<&Table>) -> impl Iterator<Item = (&RecordBatch, usize)> {
+/// Every (batch, row) of a table, in order; nothing for a missing table.
+pub(crate) fn rows(t: Option<&Table>) -> impl Iterator<Item = (&RecordBatch, usize)> {
     t.into_iter()
         .flat_map(|t| t.batches.iter())
         .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)))
+}
+
+/// Ambassador candidates and churn alerts per home center (the summary and the report).
+pub(crate) fn list_sizes_per_center(
+    tables: &BTreeMap<String, Table>,
+) -> BTreeMap<String, (u64, u64)> {
+    let mut per_center: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (b, i) in rows(tables.get("ambassador_candidates")) {
+        per_center
+            .entry(cell(b, "service_center_id", i).unwrap_or_default())
+            .or_default()
+            .0 += 1;
+    }
+    for (b, i) in rows(tables.get("churn_alerts")) {
+        per_center
+            .entry(cell(b, "service_center_id", i).unwrap_or_default())
+            .or_default()
+            .1 += 1;
+    }
+    per_center
 }
 
 /// One row of a long KPI table (referral_kpis, lifecycle_health).
@@ -519,19 +540,7 @@ pub fn html(r: &ReportInput) -> String {
     model_section(&mut out, r.champions);
 
     // Lists per center.
-    let mut per_center: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (b, i) in rows(r.tables.get("ambassador_candidates")) {
-        per_center
-            .entry(cell(b, "service_center_id", i).unwrap_or_default())
-            .or_default()
-            .0 += 1;
-    }
-    for (b, i) in rows(r.tables.get("churn_alerts")) {
-        per_center
-            .entry(cell(b, "service_center_id", i).unwrap_or_default())
-            .or_default()
-            .1 += 1;
-    }
+    let per_center = list_sizes_per_center(r.tables);
     let (ta, tc) = per_center
         .values()
         .fold((0, 0), |(a, c), (x, y)| (a + x, c + y));

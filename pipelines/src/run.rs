@@ -397,6 +397,10 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let jobs = jobs::all_jobs(&INPUTS)?;
     let (late, early): (Vec<Job>, Vec<Job>) = jobs.iter().cloned().partition(|j| j.needs_scores());
     let mut tables = run_jobs(&ctx, &early, &p, &mut stages).await?;
+    // Notes of the scorer (a model trained first, null scores) depend on the registry's history,
+    // not on the data: the manifest keeps them; the report (byte-identical on reruns) does not.
+    let mut scorer_notes = Vec::new();
+    // Warnings about the data (e.g. referred_by cycles): manifest and report.
     let mut warnings = Vec::new();
 
     // Scores: a Rust step over customer_features, with the champion models.
@@ -408,12 +412,9 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         &tables["customer_features"],
         date,
         &fingerprint,
-        &mut warnings,
+        &mut scorer_notes,
     )
     .await?;
-    // Notes of the scorer (a model trained first, null scores) depend on the registry's history,
-    // not on the data: the manifest keeps them; the report (byte-identical on reruns) does not.
-    let scorer_notes = warnings.len();
     ctx.register_table(
         "customer_scores",
         Arc::new(MemTable::try_new(
@@ -534,7 +535,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             tables: &tables,
             champions: &champions,
             checks: &validated.checks,
-            warnings: &warnings[scorer_notes..],
+            warnings: &warnings,
         });
         let folder = output_folder("reports", date);
         publisher
@@ -561,7 +562,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         contract_checks: validated.checks,
         tables: published,
         files,
-        warnings,
+        warnings: scorer_notes.into_iter().chain(warnings).collect(),
         config: cfg.clone(),
         model_versions,
         stages: stages.0,

@@ -2,35 +2,16 @@
 //! KPI bands (coloured on a terminal, plain when piped), list sizes per center, the top five of
 //! each list, and where the files are.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
 
-use crate::run::{RunReport, Table};
+use crate::report::{cell, list_sizes_per_center, rows};
+use crate::run::RunReport;
 
+/// A cell as text for the terminal ("-" when null).
 fn text(b: &RecordBatch, col: &str, i: usize) -> String {
-    let Some(c) = b.column_by_name(col) else {
-        return String::new();
-    };
-    if c.is_null(i) {
-        return "-".into();
-    }
-    match arrow::compute::cast(&c.slice(i, 1), &DataType::Utf8) {
-        Ok(a) => a.as_string::<i32>().value(0).to_string(),
-        Err(_) => String::new(),
-    }
-}
-
-fn rows(t: Option<&Table>) -> Vec<(&RecordBatch, usize)> {
-    t.map(|t| {
-        t.batches
-            .iter()
-            .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)))
-            .collect()
-    })
-    .unwrap_or_default()
+    cell(b, col, i).unwrap_or_else(|| "-".into())
 }
 
 fn paint(band: &str, colour: bool) -> String {
@@ -94,19 +75,7 @@ pub fn print(report: &RunReport) {
             );
         }
     }
-    let mut per_center: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (b, i) in rows(report.tables.get("ambassador_candidates")) {
-        per_center
-            .entry(text(b, "service_center_id", i))
-            .or_default()
-            .0 += 1;
-    }
-    for (b, i) in rows(report.tables.get("churn_alerts")) {
-        per_center
-            .entry(text(b, "service_center_id", i))
-            .or_default()
-            .1 += 1;
-    }
+    let per_center = list_sizes_per_center(&report.tables);
     if !per_center.is_empty() {
         println!("lists per center (ambassador candidates / churn alerts):");
         let cells: Vec<String> = per_center
@@ -119,7 +88,6 @@ pub fn print(report: &RunReport) {
     }
     let top = |table: &str, score: &str, title: &str| {
         let mut all: Vec<(f64, String)> = rows(report.tables.get(table))
-            .into_iter()
             .map(|(b, i)| {
                 let s = b
                     .column_by_name(score)
