@@ -142,14 +142,12 @@ struct Columns {
 }
 
 impl Columns {
-    #[allow(clippy::too_many_arguments)]
+    /// One referral event of `link`.
     fn event(
         &mut self,
+        link: &Link,
         kind: &str,
         ts: i64,
-        share: &str,
-        referrer: &str,
-        channel: &str,
         key: Option<&str>,
         customer: Option<&str>,
         points: Option<i32>,
@@ -158,47 +156,38 @@ impl Columns {
         self.e_id.push(format!("E{n:09}"));
         self.e_type.push(kind.to_string());
         self.e_ts.push(ts);
-        self.e_share.push(share.to_string());
-        self.e_referrer.push(referrer.to_string());
-        self.e_channel.push(channel.to_string());
+        self.e_share.push(link.share.to_string());
+        self.e_referrer.push(link.referrer.to_string());
+        self.e_channel.push(link.channel.to_string());
         self.e_key.push(key.map(str::to_string));
         self.e_customer.push(customer.map(str::to_string));
         self.e_points.push(points);
     }
 }
 
+/// The shared link every referral event belongs to.
+struct Link<'a> {
+    share: &'a str,
+    referrer: &'a str,
+    channel: &'a str,
+}
+
 impl Columns {
     /// share → signup an hour later → first_service `fs_after` after the share, by `customer`.
-    #[allow(clippy::too_many_arguments)]
     fn converting_signup(
         &mut self,
+        link: &Link,
         share_ts: i64,
-        share: &str,
-        referrer: &str,
-        channel: &str,
         key: &str,
         fs_after: i64,
         customer: &str,
     ) {
+        self.event(link, "share", share_ts, None, None, None);
+        self.event(link, "signup", share_ts + HOUR, Some(key), None, None);
         self.event(
-            "share", share_ts, share, referrer, channel, None, None, None,
-        );
-        self.event(
-            "signup",
-            share_ts + HOUR,
-            share,
-            referrer,
-            channel,
-            Some(key),
-            None,
-            None,
-        );
-        self.event(
+            link,
             "first_service",
             share_ts + fs_after,
-            share,
-            referrer,
-            channel,
             Some(key),
             Some(customer),
             None,
@@ -455,38 +444,21 @@ pub async fn generate(
         if share_ts >= as_of_ns || share_ts < history_start - 365 * DAY {
             continue;
         }
-        cols.event(
-            "share", share_ts, &share, &referrer, &channel, None, None, None,
-        );
-        cols.event(
-            "click",
-            share_ts + HOUR,
-            &share,
-            &referrer,
-            &channel,
-            Some(&key),
-            None,
-            None,
-        );
+        let link = Link {
+            share: &share,
+            referrer: &referrer,
+            channel: &channel,
+        };
+        cols.event(&link, "share", share_ts, None, None, None);
+        cols.event(&link, "click", share_ts + HOUR, Some(&key), None, None);
         if signup_ts < as_of_ns {
-            cols.event(
-                "signup",
-                signup_ts,
-                &share,
-                &referrer,
-                &channel,
-                Some(&key),
-                None,
-                None,
-            );
+            cols.event(&link, "signup", signup_ts, Some(&key), None, None);
             if r.chance(0.02) {
                 // A duplicate signup of the same person through the same link.
                 cols.event(
+                    &link,
                     "signup",
                     signup_ts + 3 * HOUR,
-                    &share,
-                    &referrer,
-                    &channel,
                     Some(&key),
                     None,
                     None,
@@ -495,11 +467,9 @@ pub async fn generate(
         }
         if fs_ts < as_of_ns && r.chance(0.92) {
             cols.event(
+                &link,
                 "first_service",
                 fs_ts,
-                &share,
-                &referrer,
-                &channel,
                 Some(&key),
                 Some(&referee),
                 None,
@@ -514,11 +484,9 @@ pub async fn generate(
             };
             if let Some(rt) = reward_ts.filter(|rt| *rt < as_of_ns) {
                 cols.event(
+                    &link,
                     "reward_issued",
                     rt,
-                    &share,
-                    &referrer,
-                    &channel,
                     Some(&key),
                     Some(&referee),
                     Some(500),
@@ -535,7 +503,12 @@ pub async fn generate(
         while ts < as_of_ns {
             let channel = r.pick(&CHANNELS).to_string();
             let share = next_share();
-            cols.event("share", ts, &share, &referrer, &channel, None, None, None);
+            let link = Link {
+                share: &share,
+                referrer: &referrer,
+                channel: &channel,
+            };
+            cols.event(&link, "share", ts, None, None, None);
             let clicks = r.below(3);
             for c in 0..clicks {
                 let key = format!("k{:015x}", r.next_u64() >> 4);
@@ -543,27 +516,9 @@ pub async fn generate(
                 if click_ts >= as_of_ns {
                     break;
                 }
-                cols.event(
-                    "click",
-                    click_ts,
-                    &share,
-                    &referrer,
-                    &channel,
-                    Some(&key),
-                    None,
-                    None,
-                );
+                cols.event(&link, "click", click_ts, Some(&key), None, None);
                 if r.chance(0.35) && click_ts + HOUR < as_of_ns {
-                    cols.event(
-                        "signup",
-                        click_ts + HOUR,
-                        &share,
-                        &referrer,
-                        &channel,
-                        Some(&key),
-                        None,
-                        None,
-                    );
+                    cols.event(&link, "signup", click_ts + HOUR, Some(&key), None, None);
                 }
             }
             ts += (r.exp(365.0 / t.refer_rate).min(36_500.0) * DAY as f64).max(HOUR as f64) as i64;
@@ -574,7 +529,12 @@ pub async fn generate(
             let s_ts = as_of_ns - (1 + r.below(300)) as i64 * DAY;
             let share = next_share();
             let ch = r.pick(&CHANNELS).to_string();
-            cols.converting_signup(s_ts, &share, &referrer, &ch, &key, 5 * DAY, &referrer);
+            let link = Link {
+                share: &share,
+                referrer: &referrer,
+                channel: &ch,
+            };
+            cols.converting_signup(&link, s_ts, &key, 5 * DAY, &referrer);
         }
         if r.chance(0.004) && customers > 1 {
             let other = (i + 1 + r.below(customers as u64 - 1) as usize) % customers;
@@ -584,13 +544,16 @@ pub async fn generate(
                 let s_ts = as_of_ns - (10 + r.below(150)) as i64 * DAY;
                 let share = next_share();
                 let ch = r.pick(&CHANNELS).to_string();
-                cols.converting_signup(s_ts, &share, &referrer, &ch, &key, 3 * DAY, &other_id);
+                let link = Link {
+                    share: &share,
+                    referrer: &referrer,
+                    channel: &ch,
+                };
+                cols.converting_signup(&link, s_ts, &key, 3 * DAY, &other_id);
                 cols.event(
+                    &link,
                     "reward_issued",
                     s_ts + 3 * DAY + HOUR,
-                    &share,
-                    &referrer,
-                    &ch,
                     Some(&key),
                     Some(&other_id),
                     Some(500),
@@ -602,15 +565,18 @@ pub async fn generate(
             let day = as_of_ns - (5 + r.below(200)) as i64 * DAY + 9 * HOUR;
             let share = next_share();
             let ch = r.pick(&CHANNELS).to_string();
-            cols.event("share", day, &share, &referrer, &ch, None, None, None);
+            let link = Link {
+                share: &share,
+                referrer: &referrer,
+                channel: &ch,
+            };
+            cols.event(&link, "share", day, None, None, None);
             for b in 0..(6 + r.below(4)) {
                 let key = format!("k{:015x}", r.next_u64() >> 4);
                 cols.event(
+                    &link,
                     "signup",
                     day + (b as i64 + 1) * 600_000_000_000,
-                    &share,
-                    &referrer,
-                    &ch,
                     Some(&key),
                     None,
                     None,
