@@ -113,5 +113,6 @@ golden!(
     nps_edge,
     lists,
     lists_model,
-    lists_cooldown
+    lists_cooldown,
+    row_rules
 );

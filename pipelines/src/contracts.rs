@@ -223,24 +223,10 @@ impl Contract {
                 }
             }
             if col.unique {
-                let columns = batches
-                    .iter()
-                    .map(|b| arrow::compute::cast(b.column(i), &DataType::Utf8))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let rows = columns.iter().map(|c| c.len()).sum();
-                let mut seen = std::collections::HashSet::with_capacity(rows);
-                for a in &columns {
-                    let a = a
-                        .as_any()
-                        .downcast_ref::<arrow::array::StringArray>()
-                        .ok_or_else(|| {
-                            fail(format!("column {} does not cast to text", col.name))
-                        })?;
-                    for v in a.iter().flatten() {
-                        if !seen.insert(v) {
-                            return Err(fail(format!("unique column {} repeats {v:?}", col.name)));
-                        }
-                    }
+                let text = crate::keys::text_column(batches, &col.name)?;
+                let repeated = crate::keys::duplicated(&text, 2)?;
+                if let Some(v) = repeated.iter().min() {
+                    return Err(fail(format!("unique column {} repeats {v:?}", col.name)));
                 }
             }
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringBuilder,
     TimestampNanosecondArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
@@ -29,8 +29,9 @@ use crate::storage::Root;
 
 /// Name of the column that carries conversion problems of a row into validation.
 pub const CONVERSION_ERRORS: &str = "_conversion_errors";
-/// Name of the column that records which file a row came from.
-pub const SOURCE_FILE: &str = "_source_file";
+/// Name of the column that numbers the rows of an input (0, 1, ... across its files in listing
+/// order): the row rules report rejected rows by number, and the number tells the file.
+pub const ROW_NUMBER: &str = "_row";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InputFile {
@@ -42,7 +43,7 @@ pub struct InputFile {
 
 pub struct LoadedInput {
     /// Batches in the staging schema: contract columns (integers widened to int64 so that an
-    /// out-of-range value can be reported by row), then `_source_file`, `_conversion_errors`.
+    /// out-of-range value can be reported by row), then `_row`, `_conversion_errors`.
     pub batches: Vec<RecordBatch>,
     pub schema: SchemaRef,
     pub files: Vec<InputFile>,
@@ -63,7 +64,7 @@ pub fn staging_schema(contract: &Contract) -> SchemaRef {
         .iter()
         .map(|c| Field::new(&c.name, staging_type(c.ty), true))
         .collect();
-    fields.push(Field::new(SOURCE_FILE, DataType::Utf8, false));
+    fields.push(Field::new(ROW_NUMBER, DataType::Int64, false));
     fields.push(Field::new(CONVERSION_ERRORS, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 }
@@ -84,19 +85,25 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
     }
     let schema = staging_schema(contract);
     // Files are read and converted on tokio's workers, two at a time, and kept in listing order.
-    let staging = schema.clone();
     let reads = files.into_iter().map(|meta| {
         let rel = root.relative(&meta.location);
         let shown = root.display(&rel);
-        let (store, contract, schema) = (root.store.clone(), contract.clone(), staging.clone());
-        tokio::spawn(async move { read_file(store, meta, &contract, &schema, rel, shown).await })
+        let (store, contract) = (root.store.clone(), contract.clone());
+        tokio::spawn(async move { read_file(store, meta, &contract, rel, shown).await })
     });
     let mut batches = Vec::new();
     let mut infos = Vec::new();
+    let mut next_row = 0i64;
     let mut done = futures::stream::iter(reads).buffered(2);
     while let Some(joined) = done.next().await {
         let (file_batches, info) = joined.map_err(FlywheelError::internal)??;
-        batches.extend(file_batches);
+        for mut columns in file_batches {
+            let n = columns.first().map_or(0, |c| c.len()) as i64;
+            let numbers = Int64Array::from_iter_values(next_row..next_row + n);
+            columns.insert(contract.columns.len(), Arc::new(numbers));
+            next_row += n;
+            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
         infos.push(info);
     }
     Ok(LoadedInput {
@@ -106,16 +113,28 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
     })
 }
 
+/// Which file of an input holds row number `row` (files in listing order, as loaded).
+pub fn file_of_row(files: &[InputFile], row: i64) -> &str {
+    let mut end = 0i64;
+    for f in files {
+        end += f.rows as i64;
+        if row < end {
+            return &f.path;
+        }
+    }
+    files.last().map_or("", |f| f.path.as_str())
+}
+
 /// Read one input file: check its columns against the contract, read only those, convert.
+/// Returns each batch's columns (contract columns, then the conversion errors).
 #[allow(deprecated)] // ParquetObjectReader: the object_store reader parquet 59 still ships
 async fn read_file(
     store: Arc<dyn object_store::ObjectStore>,
     meta: object_store::ObjectMeta,
     contract: &Contract,
-    schema: &SchemaRef,
     rel: String,
     shown: String,
-) -> Result<(Vec<RecordBatch>, InputFile)> {
+) -> Result<(Vec<Vec<ArrayRef>>, InputFile)> {
     let table = &contract.table;
     let unreadable = |e: &dyn std::fmt::Display| {
         FlywheelError::Contract(format!(
@@ -157,7 +176,7 @@ async fn read_file(
     let mut batches = Vec::with_capacity(raw.len());
     for batch in raw {
         rows += batch.num_rows() as u64;
-        batches.push(convert_batch(&batch, contract, schema, &rel)?);
+        batches.push(convert_batch(&batch, contract)?);
     }
     let info = InputFile {
         path: rel,
@@ -217,12 +236,7 @@ impl Problems {
     }
 }
 
-fn convert_batch(
-    batch: &RecordBatch,
-    contract: &Contract,
-    schema: &SchemaRef,
-    file: &str,
-) -> Result<RecordBatch> {
+fn convert_batch(batch: &RecordBatch, contract: &Contract) -> Result<Vec<ArrayRef>> {
     let n = batch.num_rows();
     let mut problems = Problems(vec![None; n]);
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(contract.columns.len() + 2);
@@ -233,13 +247,12 @@ fn convert_batch(
         let out = convert_column(src, col.ty, &col.name, &mut problems)?;
         columns.push(out);
     }
-    columns.push(Arc::new(StringArray::from(vec![file; n])));
     let mut errs = StringBuilder::with_capacity(n, 0);
     for p in problems.0 {
         errs.append_option(p);
     }
     columns.push(Arc::new(errs.finish()));
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok(columns)
 }
 
 fn safe_cast(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
@@ -310,6 +323,13 @@ fn timestamps_to_utc_nanos(
     let DataType::Timestamp(unit, _) = src.data_type() else {
         unreachable!("checked by compatible()")
     };
+    if *unit == TimeUnit::Nanosecond {
+        // Already nanoseconds: only the zone label changes, the buffer is shared.
+        return src
+            .as_primitive::<TimestampNanosecondType>()
+            .clone()
+            .with_timezone("UTC");
+    }
     let (values, factor): (Vec<Option<i64>>, i64) = match unit {
         TimeUnit::Second => (
             src.as_primitive::<TimestampSecondType>().iter().collect(),

@@ -10,7 +10,7 @@
 //!        ▼
 //!  inputs::load_input ── schema check vs data-contracts/*.odcs.yaml, type conversion
 //!        ▼
-//!  validate::validate_input ── row rules → accepted tables │ rejects/<input>/dt=D/
+//!  validate::validate_input ── row rules (keys::) → accepted tables │ rejects/<input>/dt=D/
 //!        ▼
 //!  jobs (sql/*.sql, ordered by the tables each reads) ── DataFusion
 //!        ▼
@@ -32,6 +32,7 @@ pub mod error;
 pub mod generate;
 pub mod inputs;
 pub mod jobs;
+pub mod keys;
 pub mod models;
 pub mod parallel;
 pub mod publish;

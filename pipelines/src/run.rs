@@ -174,7 +174,9 @@ pub async fn load_inputs(
     };
     for name in INPUTS {
         let contract = contracts::contract(name)?;
+        let started = Instant::now();
         let loaded = inputs::load_input(input, &contract).await?;
+        let read_seconds = started.elapsed().as_secs_f64();
         let files = loaded.files.clone();
         let (check, rejects) =
             validate::validate_input(ctx, &contract, loaded, as_of_ns, cfg.target_partitions)
@@ -185,6 +187,8 @@ pub async fn load_inputs(
             rejected = check.rejected,
             used = check.used,
             files = files.len(),
+            read_seconds,
+            rules_seconds = started.elapsed().as_secs_f64() - read_seconds,
             "input checked"
         );
         out.files.insert(name.to_string(), files);
@@ -222,6 +226,23 @@ pub fn enforce_reject_share(checks: &[InputCheck], max: f64) -> Result<()> {
     }
 }
 
+/// A profiling aid: FLYWHEEL_EXPLAIN=referrals,rules:visits prints those queries' EXPLAIN ANALYZE
+/// (per-operator rows and times) to stderr; the query then runs twice.
+pub async fn explain_if_asked(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    if std::env::var("FLYWHEEL_EXPLAIN").is_ok_and(|v| v.split(',').any(|j| j.trim() == name)) {
+        let plan = ctx
+            .sql(&format!("EXPLAIN ANALYZE {sql}"))
+            .await?
+            .collect()
+            .await?;
+        eprintln!(
+            "EXPLAIN ANALYZE {name}\n{}",
+            arrow::util::pretty::pretty_format_batches(&plan)?
+        );
+    }
+    Ok(())
+}
+
 /// Run SQL jobs in order, registering each result under its name.
 pub async fn run_jobs(
     ctx: &SessionContext,
@@ -237,22 +258,7 @@ pub async fn run_jobs(
             FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name))
         })?;
         let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        // A profiling aid: FLYWHEEL_EXPLAIN=referrals,customer_features prints those jobs'
-        // EXPLAIN ANALYZE (per-operator rows and times) to stderr; the query then runs twice.
-        if std::env::var("FLYWHEEL_EXPLAIN")
-            .is_ok_and(|v| v.split(',').any(|j| j.trim() == job.name))
-        {
-            let plan = ctx
-                .sql(&format!("EXPLAIN ANALYZE {sql}"))
-                .await?
-                .collect()
-                .await?;
-            eprintln!(
-                "EXPLAIN ANALYZE sql/{}.sql\n{}",
-                job.name,
-                arrow::util::pretty::pretty_format_batches(&plan)?
-            );
-        }
+        explain_if_asked(ctx, &job.name, &sql).await?;
         let batches = df.collect().await?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
         let table = Table {

@@ -5,16 +5,21 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
+use std::collections::BTreeSet;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::contracts::{ColType, Contract};
 use crate::error::{FlywheelError, Result};
-use crate::inputs::{LoadedInput, CONVERSION_ERRORS, SOURCE_FILE};
+use crate::inputs::{file_of_row, LoadedInput, CONVERSION_ERRORS, ROW_NUMBER};
+use crate::keys;
+
+/// The column of quarantined rows that names the file each came from.
+const SOURCE_FILE: &str = "_source_file";
 
 /// The event-time column of each log input; the CRM snapshot has none and is not time-filtered.
 pub fn event_time_column(table: &str) -> Option<&'static str> {
@@ -46,29 +51,34 @@ fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The SQL that annotates every raw row with `_reasons` ('' when the row is clean).
+/// The column of marks (set in Rust) for duplicated values of a unique column.
+fn duplicate_mark(column: &str) -> String {
+    format!("_dup_{column}")
+}
+
+/// The column of marks (set in Rust) for values a foreign key does not find.
+fn missing_mark(column: &str) -> String {
+    format!("_fk_{column}")
+}
+
+/// The SQL that returns the raw rows that break a rule, with their row number and `_reasons`.
+/// Unique and foreign keys are read from the boolean mark columns `mark_keys` adds.
 pub fn rule_sql(contract: &Contract, raw: &str) -> String {
-    let mut reasons: Vec<String> = vec![format!("r.{CONVERSION_ERRORS}")];
-    let mut joins = String::new();
+    // (condition, reason): a row breaks the rule when the condition is true (null is not).
+    let mut rules: Vec<(String, String)> = Vec::new();
     for col in &contract.columns {
         let c = format!("r.{}", quote_ident(&col.name));
         let n = &col.name;
         if col.required || col.valid_values.is_some() {
-            reasons.push(format!(
-                "CASE WHEN {c} IS NULL THEN {} END",
-                quote_str(&format!("{n}: required value is missing"))
+            rules.push((
+                format!("{c} IS NULL"),
+                format!("{n}: required value is missing"),
             ));
         }
         if col.unique {
-            // Keys seen more than once (a hash aggregate, cheaper than a window over all rows).
-            let alias = format!("_dup_{n}");
-            let bare = quote_ident(n);
-            joins.push_str(&format!(
-                " LEFT JOIN (SELECT {bare} AS k FROM {raw} WHERE {bare} IS NOT NULL GROUP BY {bare} HAVING COUNT(*) > 1) {alias} ON {alias}.k = {c}"
-            ));
-            reasons.push(format!(
-                "CASE WHEN {alias}.k IS NOT NULL THEN {} END",
-                quote_str(&format!("{n}: duplicated key (every copy is rejected)"))
+            rules.push((
+                format!("r.{}", quote_ident(&duplicate_mark(n))),
+                format!("{n}: duplicated key (every copy is rejected)"),
             ));
         }
         if let Some(values) = &col.valid_values {
@@ -77,46 +87,40 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
                 .map(|v| quote_str(v))
                 .collect::<Vec<_>>()
                 .join(", ");
-            reasons.push(format!(
-                "CASE WHEN {c} NOT IN ({list}) THEN {} END",
-                quote_str(&format!("{n}: not one of {}", values.join(", ")))
+            rules.push((
+                format!("{c} NOT IN ({list})"),
+                format!("{n}: not one of {}", values.join(", ")),
             ));
         }
         if col.ty == ColType::Int32 {
-            reasons.push(format!(
-                "CASE WHEN {c} < -2147483648 OR {c} > 2147483647 THEN {} END",
-                quote_str(&format!("{n}: value does not fit int32"))
+            rules.push((
+                format!("{c} < -2147483648 OR {c} > 2147483647"),
+                format!("{n}: value does not fit int32"),
             ));
         }
         if let Some(min) = col.minimum {
-            reasons.push(format!(
-                "CASE WHEN {c} < {min} THEN {} END",
-                quote_str(&format!("{n}: below the minimum {min}"))
+            rules.push((
+                format!("{c} < {min}"),
+                format!("{n}: below the minimum {min}"),
             ));
         }
         if let Some(max) = col.maximum {
-            reasons.push(format!(
-                "CASE WHEN {c} > {max} THEN {} END",
-                quote_str(&format!("{n}: above the maximum {max}"))
+            rules.push((
+                format!("{c} > {max}"),
+                format!("{n}: above the maximum {max}"),
             ));
         }
         if let Some((table, key)) = &col.references {
-            let alias = format!("_fk_{n}");
-            joins.push_str(&format!(
-                " LEFT JOIN (SELECT DISTINCT {k} AS k FROM {table}) {alias} ON {alias}.k = {c}",
-                k = quote_ident(key)
-            ));
-            reasons.push(format!(
-                "CASE WHEN {c} IS NOT NULL AND {alias}.k IS NULL THEN {} END",
-                quote_str(&format!("{n}: no accepted {table} row with this {key}"))
+            rules.push((
+                format!("r.{}", quote_ident(&missing_mark(n))),
+                format!("{n}: no accepted {table} row with this {key}"),
             ));
         }
     }
     for rule in &contract.row_rules {
-        reasons.push(format!(
-            "CASE WHEN NOT ({}) THEN {} END",
-            rule.predicate,
-            quote_str(&format!("rule {} broken", rule.name))
+        rules.push((
+            format!("NOT ({})", rule.predicate),
+            format!("rule {} broken", rule.name),
         ));
     }
     let cols = contract
@@ -125,18 +129,105 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
         .map(|c| format!("r.{}", quote_ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ");
+    let reasons: Vec<String> = std::iter::once(format!("r.{CONVERSION_ERRORS}"))
+        .chain(
+            rules
+                .iter()
+                .map(|(cond, reason)| format!("CASE WHEN {cond} THEN {} END", quote_str(reason))),
+        )
+        .collect();
+    // The filter names the same conditions, so the reasons are only built for broken rows.
+    let broken: Vec<String> = std::iter::once(format!("r.{CONVERSION_ERRORS} IS NOT NULL"))
+        .chain(
+            rules
+                .iter()
+                .map(|(cond, _)| format!("COALESCE({cond}, FALSE)")),
+        )
+        .collect();
     format!(
-        "SELECT {cols}, r.{SOURCE_FILE}, concat_ws('; ', {}) AS _reasons FROM {raw} r{joins}",
-        reasons.join(", ")
+        "SELECT {cols}, r.{ROW_NUMBER}, concat_ws('; ', {}) AS _reasons FROM {raw} r WHERE {}",
+        reasons.join(", "),
+        broken.join(" OR ")
     )
+}
+
+/// The loaded batches with one boolean column per unique key (`_dup_<column>`: the value occurs
+/// more than once) and per foreign key (`_fk_<column>`: the referenced input's accepted rows do
+/// not hold the value), for the rule SQL.
+async fn mark_keys(
+    ctx: &SessionContext,
+    contract: &Contract,
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    workers: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let flags = |text: &[StringArray], f: &(dyn Fn(&str) -> bool + Sync)| {
+        crate::parallel::map_ordered(text, workers, |a| {
+            let marks: BooleanArray = a.iter().map(|v| Some(v.is_some_and(f))).collect();
+            Ok(Arc::new(marks) as ArrayRef)
+        })
+    };
+    let mut marks: Vec<(String, Vec<ArrayRef>)> = Vec::new();
+    for col in &contract.columns {
+        if col.unique {
+            let text = keys::text_column(batches, &col.name)?;
+            let dups = keys::duplicated(&text, workers)?;
+            let marked = if dups.is_empty() {
+                text.iter()
+                    .map(|a| Arc::new(BooleanArray::from(vec![false; a.len()])) as ArrayRef)
+                    .collect()
+            } else {
+                flags(&text, &|v| dups.contains(v))?
+            };
+            marks.push((duplicate_mark(&col.name), marked));
+        }
+        if let Some((table, key)) = &col.references {
+            let referenced = ctx
+                .table(table.as_str())
+                .await
+                .map_err(|e| {
+                    FlywheelError::internal(format!(
+                        "{}.{} references {table}, which is not validated yet: {e}",
+                        contract.table, col.name
+                    ))
+                })?
+                .select_columns(&[key.as_str()])?
+                .collect()
+                .await?;
+            let known_text = keys::text_column(&referenced, key)?;
+            let known = keys::key_set(&known_text);
+            let text = keys::text_column(batches, &col.name)?;
+            marks.push((
+                missing_mark(&col.name),
+                flags(&text, &|v| !known.contains(v))?,
+            ));
+        }
+    }
+    let mut fields = schema.fields().to_vec();
+    fields.extend(
+        marks
+            .iter()
+            .map(|(name, _)| Arc::new(Field::new(name, DataType::Boolean, false))),
+    );
+    let marked_schema = Arc::new(Schema::new(fields));
+    let marked = batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut columns = b.columns().to_vec();
+            columns.extend(marks.iter().map(|(_, m)| m[i].clone()));
+            Ok(RecordBatch::try_new(marked_schema.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((marked_schema, marked))
 }
 
 /// Validate one loaded input; registers the accepted rows (before as_of) under the input's name and
 /// returns the quarantined rows (with `_source_file` and `_reasons`).
 ///
-/// One streaming pass of the rule SQL: each annotated batch is split in Rust into accepted rows
-/// (clean, before as_of, cast to the contract types) and quarantined rows, so no annotated copy
-/// of the whole input is ever held; only the (few) quarantined rows go on to the reject queries.
+/// The rule SQL returns only the rows that break a rule (usually few), by row number; the accepted
+/// rows are then the loaded batches filtered in Rust, which shares their buffers instead of
+/// copying the whole input through a join.
 pub async fn validate_input(
     ctx: &SessionContext,
     contract: &Contract,
@@ -147,58 +238,76 @@ pub async fn validate_input(
     let table = &contract.table;
     let raw = format!("raw_{table}");
     let rows: u64 = loaded.batches.iter().map(|b| b.num_rows() as u64).sum();
+    let (marked_schema, marked) =
+        mark_keys(ctx, contract, &loaded.batches, &loaded.schema, partitions).await?;
     ctx.register_table(
         &raw,
-        Arc::new(MemTable::try_new(
-            loaded.schema.clone(),
-            split(loaded.batches, partitions),
-        )?),
+        Arc::new(MemTable::try_new(marked_schema, split(marked, partitions))?),
     )?;
-    let annotated = ctx.sql(&rule_sql(contract, &raw)).await?;
-    let planned_schema = annotated.schema().inner().clone();
-    let mut stream = annotated.execute_stream().await?;
+    let broken = async {
+        let sql = rule_sql(contract, &raw);
+        crate::run::explain_if_asked(ctx, &format!("rules:{table}"), &sql).await?;
+        let df = ctx.sql(&sql).await?;
+        let planned = df.schema().as_arrow().clone();
+        Ok::<_, FlywheelError>((planned, df.collect().await?))
+    }
+    .await;
     ctx.deregister_table(&raw)?;
+    let (planned, broken) = broken?;
+    let mut bad = BTreeSet::new();
+    for b in &broken {
+        let numbers = b
+            .column_by_name(ROW_NUMBER)
+            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _row"))?;
+        bad.extend(numbers.as_primitive::<Int64Type>().values().iter().copied());
+    }
 
     let schema = contract.schema();
     let time_column = event_time_column(table);
-    let mut accepted = Vec::new();
-    let mut quarantined = Vec::new();
-    let mut checked_schema = None;
+    let mut accepted = Vec::with_capacity(loaded.batches.len());
     let mut used = 0u64;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        checked_schema.get_or_insert_with(|| batch.schema());
-        let reasons = batch
-            .column_by_name("_reasons")
-            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _reasons"))?;
-        let reasons = arrow::compute::cast(reasons, &DataType::Utf8)?;
-        let clean = arrow::compute::kernels::cmp::eq(&reasons, &StringArray::new_scalar(""))?;
-        let bad = arrow::compute::not(&clean)?;
-        if bad.true_count() > 0 {
-            quarantined.push(arrow::compute::filter_record_batch(&batch, &bad)?);
-        }
-        let keep = match time_column {
-            Some(t) => {
-                let ts = batch.column_by_name(t).ok_or_else(|| {
-                    FlywheelError::internal(format!("{table}: no event-time column {t}"))
-                })?;
-                let ts = arrow::compute::cast(ts, &DataType::Int64)?;
-                let before =
-                    arrow::compute::kernels::cmp::lt(&ts, &Int64Array::new_scalar(as_of_ns))?;
-                arrow::compute::and(&clean, &before)?
+    for batch in loaded.batches {
+        let numbers = batch
+            .column_by_name(ROW_NUMBER)
+            .ok_or_else(|| FlywheelError::internal("staged input without _row"))?
+            .as_primitive::<Int64Type>()
+            .clone();
+        let mut keep: Option<BooleanArray> = None;
+        if let (Some(first), Some(last)) = (numbers.values().first(), numbers.values().last()) {
+            if bad.range(*first..=*last).next().is_some() {
+                keep = Some(
+                    numbers
+                        .values()
+                        .iter()
+                        .map(|n| Some(!bad.contains(n)))
+                        .collect(),
+                );
             }
-            None => clean,
+        }
+        if let Some(t) = time_column {
+            let ts = batch.column_by_name(t).ok_or_else(|| {
+                FlywheelError::internal(format!("{table}: no event-time column {t}"))
+            })?;
+            let ts = arrow::compute::cast(ts, &DataType::Int64)?;
+            let before = arrow::compute::kernels::cmp::lt(&ts, &Int64Array::new_scalar(as_of_ns))?;
+            keep = Some(match keep {
+                Some(k) => arrow::compute::and(&k, &before)?,
+                None => before,
+            });
+        }
+        let kept = match keep {
+            Some(k) if k.true_count() < k.len() => arrow::compute::filter_record_batch(&batch, &k)?,
+            _ => batch,
         };
-        if keep.true_count() == 0 {
+        if kept.num_rows() == 0 {
             continue;
         }
-        let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
         let columns = schema
             .fields()
             .iter()
             .map(|f| {
                 let c = kept.column_by_name(f.name()).ok_or_else(|| {
-                    FlywheelError::internal(format!("{table}: the row-rule SQL lost {}", f.name()))
+                    FlywheelError::internal(format!("{table}: staged input lost {}", f.name()))
                 })?;
                 Ok(arrow::compute::cast(c, f.data_type())?)
             })
@@ -210,16 +319,39 @@ pub async fn validate_input(
             ))
         })?);
     }
-    drop(stream);
     ctx.register_table(
         table.as_str(),
         Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
     )?;
+
+    // The broken rows with the file each came from.
     let checked_name = format!("checked_{table}");
-    let checked_schema = checked_schema.unwrap_or(planned_schema);
+    let mut checked = Vec::with_capacity(broken.len());
+    let mut checked_schema = None;
+    for b in broken {
+        let numbers = b.column_by_name(ROW_NUMBER).expect("checked above");
+        let files: StringArray = numbers
+            .as_primitive::<Int64Type>()
+            .values()
+            .iter()
+            .map(|n| Some(file_of_row(&loaded.files, *n)))
+            .collect();
+        let mut fields = b.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new(SOURCE_FILE, DataType::Utf8, false)));
+        let mut columns = b.columns().to_vec();
+        columns.push(Arc::new(files));
+        let with_file = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        checked_schema.get_or_insert_with(|| with_file.schema());
+        checked.push(with_file);
+    }
+    let checked_schema = checked_schema.unwrap_or_else(|| {
+        let mut fields = planned.fields().to_vec();
+        fields.push(Arc::new(Field::new(SOURCE_FILE, DataType::Utf8, false)));
+        Arc::new(Schema::new(fields))
+    });
     ctx.register_table(
         &checked_name,
-        Arc::new(MemTable::try_new(checked_schema, vec![quarantined])?),
+        Arc::new(MemTable::try_new(checked_schema, vec![checked])?),
     )?;
 
     // Quarantined rows as one fixed schema for every input.
