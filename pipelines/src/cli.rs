@@ -210,6 +210,8 @@ pub async fn execute(cli: Cli) -> Result<()> {
                 &jobs,
                 &run::params(&cfg, as_of),
                 &mut run::Stages::default(),
+                &mut std::collections::BTreeMap::new(),
+                &run::Release::none(),
             )
             .await?;
             let registry = models::Registry::open(&cfg)?;

@@ -261,7 +261,16 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: NaiveDate) -> Re
         })
         .collect();
     let mut stages = Stages::default();
-    let mut tables = run::run_jobs(&snap, &needed, &run::params(cfg, t), &mut stages).await?;
+    let mut tables = BTreeMap::new();
+    run::run_jobs(
+        &snap,
+        &needed,
+        &run::params(cfg, t),
+        &mut stages,
+        &mut tables,
+        &run::Release::none(),
+    )
+    .await?;
     Ok(tables
         .remove("customer_features")
         .expect("customer_features job ran"))
@@ -370,22 +379,33 @@ pub async fn train(
     let (hold_b, hold_y) = training_set(ctx, cfg, target, holdout_t, snapshots).await?;
     info!(target = target.name(), train_rows = train_y.len(), holdout_rows = hold_y.len(), %train_t, %holdout_t, "training sets built");
 
-    // Out-of-time validation: fit on the older snapshot, evaluate on the newer one.
+    // Out-of-time validation (fit on the older snapshot, evaluate on the newer one) and the final
+    // model (the same settings on the newer snapshot) do not depend on each other: they are
+    // fitted at once, on two threads. Each fit is single-threaded and deterministic.
     let step = std::time::Instant::now();
-    let pre = Preprocessor::fit(&spec, &train_b)?;
-    let x = design(&pre, &train_b)?;
-    info!(
-        target = target.name(),
-        seconds = step.elapsed().as_secs_f64(),
-        "design matrix built"
-    );
-    let step = std::time::Instant::now();
-    let validation_model = fit(pre, &x, &train_y, &settings(train_y.len()))?;
-    info!(
-        target = target.name(),
-        seconds = step.elapsed().as_secs_f64(),
-        "validation model fitted"
-    );
+    let fit_on = |batches: &[RecordBatch], y: &[bool], what: &'static str| -> Result<_> {
+        let pre = Preprocessor::fit(&spec, batches)?;
+        let x = design(&pre, batches)?;
+        let model = fit(pre, &x, y, &settings(y.len()))?;
+        info!(
+            target = target.name(),
+            seconds = step.elapsed().as_secs_f64(),
+            rows = y.len(),
+            "{what} model fitted"
+        );
+        Ok((model, x))
+    };
+    let (validation, final_fit) = std::thread::scope(|scope| {
+        let validation = scope.spawn(|| fit_on(&train_b, &train_y, "validation"));
+        let final_fit = fit_on(&hold_b, &hold_y, "final");
+        let validation = validation
+            .join()
+            .unwrap_or_else(|_| Err(FlywheelError::internal("the validation fit panicked")));
+        (validation, final_fit)
+    });
+    let (validation_model, x) = validation?;
+    let (model, _) = final_fit?;
+    let settings = settings(hold_y.len());
     let xh = design(&validation_model.preprocessor, &hold_b)?;
     let p = validation_model.predict(&xh);
     if let Some(dir) = export {
@@ -415,23 +435,12 @@ pub async fn train(
         )
         .await?;
     }
+    drop(x);
     let holdout_metrics = evaluate(&p, &hold_y);
     info!(
         target = target.name(),
         seconds = step.elapsed().as_secs_f64(),
         "holdout evaluated"
-    );
-
-    // The final model: the same settings on the newer snapshot.
-    let pre = Preprocessor::fit(&spec, &hold_b)?;
-    let x = design(&pre, &hold_b)?;
-    let settings = settings(hold_y.len());
-    let step = std::time::Instant::now();
-    let model = fit(pre, &x, &hold_y, &settings)?;
-    info!(
-        target = target.name(),
-        seconds = step.elapsed().as_secs_f64(),
-        "final model fitted"
     );
     if !model.convergence.converged {
         tracing::warn!(

@@ -13,6 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -45,29 +46,64 @@ impl Table {
 pub struct Stage {
     pub stage: String,
     pub seconds: f64,
+    /// CPU time of the process during the stage (user + system, Linux), seconds: above
+    /// `seconds` when the stage used more than one core.
+    pub cpu_seconds: Option<f64>,
     /// Peak resident memory of the process during the stage (Linux), MiB.
     pub peak_rss_mib: Option<u64>,
 }
 
-/// Stage timer: wall time and peak RSS per stage.
+/// When a stage started: wall clock and process CPU time.
+#[derive(Clone, Copy)]
+pub struct StageStart {
+    wall: Instant,
+    cpu: Option<f64>,
+}
+
+/// Stage timer: wall time, CPU time and peak RSS per stage.
 #[derive(Default)]
 pub struct Stages(pub Vec<Stage>);
 
 impl Stages {
-    pub fn start(&self) -> Instant {
+    pub fn start(&self) -> StageStart {
         reset_peak_rss();
-        Instant::now()
+        StageStart {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
     }
-    pub fn done(&mut self, name: &str, started: Instant) {
-        let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    pub fn done(&mut self, name: &str, started: StageStart) {
+        let millis = |s: f64| (s * 1000.0).round() / 1000.0;
+        let seconds = millis(started.wall.elapsed().as_secs_f64());
+        let cpu_seconds = cpu_seconds()
+            .zip(started.cpu)
+            .map(|(now, then)| millis(now - then));
         let peak = peak_rss_mib();
-        info!(stage = name, seconds, peak_rss_mib = peak, "stage done");
+        info!(
+            stage = name,
+            seconds,
+            cpu_seconds,
+            peak_rss_mib = peak,
+            "stage done"
+        );
         self.0.push(Stage {
             stage: name.to_string(),
             seconds,
+            cpu_seconds,
             peak_rss_mib: peak,
         });
     }
+}
+
+/// User + system CPU time of this process so far (Linux /proc, clock ticks of 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn reset_peak_rss() {
@@ -172,11 +208,33 @@ pub async fn load_inputs(
         files: BTreeMap::new(),
         rejects: BTreeMap::new(),
     };
+    // Reading (Parquet decoding and type conversion, on tokio's workers) runs one input ahead of
+    // the row rules: while an input is validated, the next one is read. Inputs are validated in
+    // INPUTS order, the CRM first, since the others' foreign keys look up its accepted rows.
+    let (tx, mut rx) = futures::channel::mpsc::channel(0);
+    let root = input.clone();
+    let reader = AbortOnDrop(tokio::spawn(async move {
+        let mut tx = tx;
+        for name in INPUTS {
+            let started = Instant::now();
+            let loaded = match contracts::contract(name) {
+                Ok(c) => inputs::load_input(&root, &c).await.map(|l| (c, l)),
+                Err(e) => Err(e),
+            };
+            let failed = loaded.is_err();
+            let read = (loaded, started.elapsed().as_secs_f64());
+            if futures::SinkExt::send(&mut tx, read).await.is_err() || failed {
+                break;
+            }
+        }
+    }));
     for name in INPUTS {
-        let contract = contracts::contract(name)?;
+        let (loaded, read_seconds) = rx
+            .next()
+            .await
+            .ok_or_else(|| FlywheelError::internal("the input reader stopped early"))?;
+        let (contract, loaded) = loaded?;
         let started = Instant::now();
-        let loaded = inputs::load_input(input, &contract).await?;
-        let read_seconds = started.elapsed().as_secs_f64();
         let files = loaded.files.clone();
         let (check, rejects) =
             validate::validate_input(ctx, &contract, loaded, as_of_ns, cfg.target_partitions)
@@ -188,14 +246,24 @@ pub async fn load_inputs(
             used = check.used,
             files = files.len(),
             read_seconds,
-            rules_seconds = started.elapsed().as_secs_f64() - read_seconds,
+            rules_seconds = started.elapsed().as_secs_f64(),
             "input checked"
         );
         out.files.insert(name.to_string(), files);
         out.rejects.insert(name.to_string(), rejects);
         out.checks.push(check);
     }
+    drop(reader);
     Ok(out)
+}
+
+/// A spawned task that is cancelled when this guard goes out of scope (e.g. on an early error).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Fail the run when an input's reject share is above the threshold.
@@ -243,14 +311,56 @@ pub async fn explain_if_asked(ctx: &SessionContext, name: &str, sql: &str) -> Re
     Ok(())
 }
 
-/// Run SQL jobs in order, registering each result under its name.
+/// When the tables nobody publishes (inputs, intermediate results) can be let go: right after
+/// the last job that reads them, so a run does not hold every input until it ends.
+#[derive(Default)]
+pub struct Release {
+    after: BTreeMap<String, Vec<String>>,
+}
+
+impl Release {
+    /// Hold everything (training reads the inputs again for every snapshot).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `jobs` in the order they run; `keep`: tables Rust reads after the jobs.
+    pub fn plan(jobs: &[Job], inputs: &[&str], keep: &[&str]) -> Self {
+        let droppable = |t: &str| {
+            !keep.contains(&t)
+                && (inputs.contains(&t) || jobs.iter().any(|j| j.name == t && !j.publish))
+        };
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for job in jobs {
+            for table in job.reads.iter().filter(|t| droppable(t)) {
+                last.insert(table, &job.name);
+            }
+        }
+        let mut after: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (table, job) in last {
+            after
+                .entry(job.to_string())
+                .or_default()
+                .push(table.to_string());
+        }
+        Release { after }
+    }
+
+    fn after(&self, job: &str) -> &[String] {
+        self.after.get(job).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// Run SQL jobs in order, registering each result under its name and adding it to `tables`;
+/// tables whose last reader has run are let go as `release` says.
 pub async fn run_jobs(
     ctx: &SessionContext,
     jobs: &[Job],
     params: &BTreeMap<String, String>,
     stages: &mut Stages,
-) -> Result<BTreeMap<String, Table>> {
-    let mut out = BTreeMap::new();
+    tables: &mut BTreeMap<String, Table>,
+    release: &Release,
+) -> Result<()> {
     for job in jobs {
         let started = stages.start();
         let sql = jobs::bind(job, params)?;
@@ -270,10 +380,14 @@ pub async fn run_jobs(
             job.name.as_str(),
             Arc::new(MemTable::try_new(schema, vec![table.batches.clone()])?),
         )?;
+        tables.insert(job.name.clone(), table);
+        for done in release.after(&job.name) {
+            ctx.deregister_table(done.as_str())?;
+            tables.remove(done);
+        }
         stages.done(&format!("sql:{}", job.name), started);
-        out.insert(job.name.clone(), table);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The CRM lists, published as Parquet and CSV under `lists/`.
@@ -402,7 +516,23 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
 
     let jobs = jobs::all_jobs(&INPUTS)?;
     let (late, early): (Vec<Job>, Vec<Job>) = jobs.iter().cloned().partition(|j| j.needs_scores());
-    let mut tables = run_jobs(&ctx, &early, &p, &mut stages).await?;
+    // Inputs and intermediate tables go as soon as their last reader has run (the generations
+    // stay for the referred_by cycle warning below). When the scoring step has to train a
+    // missing champion first, everything stays: training reads the inputs at its snapshot
+    // dates and the run date's referral_signups for its labels.
+    let registry = models::Registry::open(cfg)?;
+    let mut trains_first = false;
+    for target in models::Target::ALL {
+        trains_first |= registry.champion(target).await?.version.is_none();
+    }
+    let release = if trains_first {
+        Release::none()
+    } else {
+        let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
+        Release::plan(&ordered, &INPUTS, &["referral_generations"])
+    };
+    let mut tables = BTreeMap::new();
+    run_jobs(&ctx, &early, &p, &mut stages, &mut tables, &release).await?;
     // Notes of the scorer (a model trained first, null scores) depend on the registry's history,
     // not on the data: the manifest keeps them; the report (byte-identical on reruns) does not.
     let mut scorer_notes = Vec::new();
@@ -451,7 +581,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             Arc::new(MemTable::try_new(previous.schema, vec![previous.batches])?),
         )?;
     }
-    tables.extend(run_jobs(&ctx, &late, &p, &mut stages).await?);
+    run_jobs(&ctx, &late, &p, &mut stages, &mut tables, &release).await?;
     stages.done("lists", t);
     if let Some(g) = tables.get("referral_generations") {
         let cycles = null_count(g, "generation");
@@ -593,4 +723,38 @@ fn null_count(table: &Table, column: &str) -> usize {
         .iter()
         .map(|b| b.column(idx).null_count())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, publish: bool, reads: &[&str]) -> Job {
+        Job {
+            name: name.into(),
+            sql: String::new(),
+            publish,
+            reads: reads.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tables_are_released_after_their_last_reader_only() {
+        let jobs = [
+            job("signups", false, &["events", "crm"]),
+            job("features", true, &["signups", "crm", "visits"]),
+            job("kpis", true, &["features", "events"]),
+            job("lists", true, &["features", "visits", "generations"]),
+            job("generations", false, &["crm"]),
+        ];
+        let release = Release::plan(&jobs, &["events", "crm", "visits"], &["generations"]);
+        assert!(release.after("signups").is_empty());
+        // crm: "generations" (kept itself) reads it last.
+        assert_eq!(release.after("features"), ["signups"]);
+        assert_eq!(release.after("kpis"), ["events"]);
+        // Published tables stay for publishing; kept tables stay for Rust.
+        assert_eq!(release.after("lists"), ["visits"]);
+        assert_eq!(release.after("generations"), ["crm"]);
+        assert!(Release::none().after("features").is_empty());
+    }
 }
