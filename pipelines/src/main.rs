@@ -8,7 +8,18 @@ use flywheel_pipelines::cli::{self, Cli, LogFormat};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys 0.1.49 does not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() {
+    // Keep freed memory in the process instead of handing it back to the kernel after a delay:
+    // the jobs free and reallocate gigabytes, and on this machine re-faulting returned pages cost
+    // 8-17 s of system time per 1M-customer run (3-5 s without purging), for ~0.25 GiB more peak
+    // RSS. MIMALLOC_PURGE_DELAY in the environment still wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option of the allocator; the index is mimalloc v3's (pinned).
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLYWHEEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
