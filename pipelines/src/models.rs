@@ -684,21 +684,35 @@ pub fn scores_schema() -> SchemaRef {
 }
 
 /// Score every customer with the champions. `features` is customer_features at the run date.
+/// The champion pointer of every target, read once per run: the run plans what it may release
+/// from it, and `score` uses the same pointers.
+pub async fn champions(registry: &Registry) -> Result<BTreeMap<Target, Champion>> {
+    let mut out = BTreeMap::new();
+    for target in Target::ALL {
+        out.insert(target, registry.champion(target).await?);
+    }
+    Ok(out)
+}
+
+/// Score customer_features with the champions (`champions`, from [`champions`]); a target
+/// without one is trained first.
+#[allow(clippy::too_many_arguments)]
 pub async fn score(
     cfg: &Config,
     ctx: &SessionContext,
+    registry: &Registry,
+    champions: &BTreeMap<Target, Champion>,
     features: &Table,
     as_of: NaiveDate,
     fingerprint: &str,
     log: &mut Vec<String>,
 ) -> Result<(Table, BTreeMap<String, ModelFile>)> {
-    let registry = Registry::open(cfg)?;
     let mut snapshots = Snapshots::new();
     let mut versions = BTreeMap::new();
     let mut models = BTreeMap::new();
     for target in Target::ALL {
-        let champion = registry.champion(target).await?;
-        let file = match champion.version {
+        let version = champions.get(&target).and_then(|c| c.version.clone());
+        let file = match version {
             Some(v) => registry.load(target, &v).await?,
             None => {
                 let msg = format!(
@@ -710,7 +724,7 @@ pub async fn score(
                 match train(
                     ctx,
                     cfg,
-                    &registry,
+                    registry,
                     target,
                     as_of,
                     fingerprint,

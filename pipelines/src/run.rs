@@ -521,11 +521,8 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     // missing champion first, everything stays: training reads the inputs at its snapshot
     // dates and the run date's referral_signups for its labels.
     let registry = models::Registry::open(cfg)?;
-    let mut trains_first = false;
-    for target in models::Target::ALL {
-        trains_first |= registry.champion(target).await?.version.is_none();
-    }
-    let release = if trains_first {
+    let champions = models::champions(&registry).await?;
+    let release = if champions.values().any(|c| c.version.is_none()) {
         Release::none()
     } else {
         let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
@@ -545,6 +542,8 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let (scores, champions) = models::score(
         cfg,
         &ctx,
+        &registry,
+        &champions,
         &tables["customer_features"],
         date,
         &fingerprint,

@@ -326,29 +326,30 @@ pub async fn validate_input(
 
     // The broken rows with the file each came from.
     let checked_name = format!("checked_{table}");
-    let mut checked = Vec::with_capacity(broken.len());
-    let mut checked_schema = None;
-    for b in broken {
-        let numbers = b.column_by_name(ROW_NUMBER).expect("checked above");
-        let files: StringArray = numbers
-            .as_primitive::<Int64Type>()
-            .values()
-            .iter()
-            .map(|n| Some(file_of_row(&loaded.files, *n)))
-            .collect();
-        let mut fields = b.schema().fields().to_vec();
-        fields.push(Arc::new(Field::new(SOURCE_FILE, DataType::Utf8, false)));
-        let mut columns = b.columns().to_vec();
-        columns.push(Arc::new(files));
-        let with_file = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        checked_schema.get_or_insert_with(|| with_file.schema());
-        checked.push(with_file);
-    }
-    let checked_schema = checked_schema.unwrap_or_else(|| {
-        let mut fields = planned.fields().to_vec();
+    let checked_schema = {
+        let base = broken
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or(Arc::new(planned));
+        let mut fields = base.fields().to_vec();
         fields.push(Arc::new(Field::new(SOURCE_FILE, DataType::Utf8, false)));
         Arc::new(Schema::new(fields))
-    });
+    };
+    let checked = broken
+        .into_iter()
+        .map(|b| {
+            let numbers = b.column_by_name(ROW_NUMBER).expect("checked above");
+            let files: StringArray = numbers
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|n| Some(file_of_row(&loaded.files, *n)))
+                .collect();
+            let mut columns = b.columns().to_vec();
+            columns.push(Arc::new(files));
+            Ok(RecordBatch::try_new(checked_schema.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
     ctx.register_table(
         &checked_name,
         Arc::new(MemTable::try_new(checked_schema, vec![checked])?),
@@ -419,19 +420,6 @@ pub async fn validate_input(
         },
         rejects,
     ))
-}
-
-pub fn sql_type(ty: ColType) -> String {
-    match ty {
-        ColType::String => "VARCHAR".into(),
-        ColType::Int32 => "INT".into(),
-        ColType::Int64 => "BIGINT".into(),
-        ColType::Float64 => "DOUBLE".into(),
-        ColType::Decimal(p, s) => format!("DECIMAL({p}, {s})"),
-        ColType::Timestamp => "TIMESTAMP".into(),
-        ColType::Date => "DATE".into(),
-        ColType::Boolean => "BOOLEAN".into(),
-    }
 }
 
 /// Spread batches over `n` partitions (round robin, so the order within each is stable).
