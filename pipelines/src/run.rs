@@ -603,65 +603,71 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let mut publisher = Publisher::new(output.clone(), &run_id);
     let mut published = Vec::new();
     let staged: Result<()> = async {
-        // Every published table: (name, folder, contract, schema, batches), checked first.
-        let rejects_contract = contracts::contract("rejects")?;
-        let rejects_schema = rejects_contract.schema();
-        let mut outputs: Vec<(String, String, String, SchemaRef, Vec<RecordBatch>)> = Vec::new();
-        for job in jobs.iter().filter(|j| j.publish) {
-            let table = &tables[&job.name];
-            outputs.push((
-                job.name.clone(),
-                output_folder(&published_path(&job.name), date),
-                job.name.clone(),
-                table.schema.clone(),
-                table.batches.clone(),
-            ));
+        // Every published table, checked against its contract first.
+        struct Output {
+            name: String,
+            folder: String,
+            contract: String,
+            table: Table,
         }
-        let scores = &tables["customer_scores"];
-        outputs.push((
-            "customer_scores".into(),
-            output_folder("scores/customer_scores", date),
-            "customer_scores".into(),
-            scores.schema.clone(),
-            scores.batches.clone(),
-        ));
+        let rejects_schema = contracts::contract("rejects")?.schema();
+        let mut outputs: Vec<Output> = Vec::new();
+        for job in jobs.iter().filter(|j| j.publish) {
+            outputs.push(Output {
+                name: job.name.clone(),
+                folder: output_folder(&published_path(&job.name), date),
+                contract: job.name.clone(),
+                table: tables[&job.name].clone(),
+            });
+        }
+        outputs.push(Output {
+            name: "customer_scores".into(),
+            folder: output_folder("scores/customer_scores", date),
+            contract: "customer_scores".into(),
+            table: tables["customer_scores"].clone(),
+        });
         for (name, batches) in &validated.rejects {
             let batches: Vec<RecordBatch> = batches
                 .iter()
                 .map(|b| RecordBatch::try_new(rejects_schema.clone(), b.columns().to_vec()))
                 .collect::<std::result::Result<_, _>>()?;
-            outputs.push((
-                format!("rejects/{name}"),
-                output_folder(&format!("rejects/{name}"), date),
-                "rejects".into(),
-                rejects_schema.clone(),
-                batches,
-            ));
+            outputs.push(Output {
+                name: format!("rejects/{name}"),
+                folder: output_folder(&format!("rejects/{name}"), date),
+                contract: "rejects".into(),
+                table: Table {
+                    schema: rejects_schema.clone(),
+                    batches,
+                },
+            });
         }
-        for (_, _, contract, schema, batches) in &outputs {
-            contracts::contract(contract)?.check_output(batches, schema)?;
+        for o in &outputs {
+            contracts::contract(&o.contract)?.check_output(&o.table.batches, &o.table.schema)?;
         }
         // Parquet encoding is the CPU-heavy part: spread the tables over the partitions' threads.
         let encoded = crate::publish::parquet_bytes_parallel(
-            outputs.iter().map(|o| (&o.3, o.4.as_slice())).collect(),
+            outputs
+                .iter()
+                .map(|o| (&o.table.schema, o.table.batches.as_slice()))
+                .collect(),
             cfg.target_partitions,
         )?;
-        for ((name, folder, contract, schema, batches), bytes) in outputs.iter().zip(encoded) {
-            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        for (o, bytes) in outputs.iter().zip(encoded) {
+            let rows = o.table.rows();
             publisher
-                .stage(folder, "part-00000.parquet", bytes, Some(rows))
+                .stage(&o.folder, "part-00000.parquet", bytes, Some(rows))
                 .await?;
-            if LISTS.contains(&name.as_str()) {
-                let csv = crate::publish::csv_bytes(schema, batches)?;
+            if LISTS.contains(&o.name.as_str()) {
+                let csv = crate::publish::csv_bytes(&o.table.schema, &o.table.batches)?;
                 publisher
-                    .stage(folder, &format!("{name}.csv"), csv, Some(rows))
+                    .stage(&o.folder, &format!("{}.csv", o.name), csv, Some(rows))
                     .await?;
             }
             published.push(PublishedTable {
-                table: name.clone(),
-                path: folder.clone(),
+                table: o.name.clone(),
+                path: o.folder.clone(),
                 rows,
-                contract: format!("data-contracts/{contract}.odcs.yaml"),
+                contract: format!("data-contracts/{}.odcs.yaml", o.contract),
             });
         }
         // The morning report, from the checked tables and the champion models.
