@@ -45,10 +45,7 @@ final AS (
            j.nps_last,
            j.visits_365d,
            j.referrals_converted_total AS eligible_conversions,
-           CASE WHEN j.referrals_converted_total >= 10 THEN 'super_ambassador'
-                WHEN j.referrals_converted_total >= 5 THEN 'ambassador'
-                WHEN j.referrals_converted_total >= 3 THEN 'gold'
-                ELSE 'none' END AS tier,
+           reward_tier(j.referrals_converted_total) AS tier,
            j.rule_qualified,
            j.model_candidate,
            concat_ws('; ',

@@ -1,7 +1,7 @@
 -- channel_funnel
 -- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and share channel
 --           (all seven, zero rows included).
--- Inputs:   crm_customers, referral_events, referrals.
+-- Inputs:   int_scopes, crm_customers, referral_events, int_referrals.
 -- Contract: data-contracts/channel_funnel.odcs.yaml
 -- Output:   channel_funnel/dt=D/
 -- Rules:    share, click and signup events in W counted by each event's own channel (every event
@@ -11,9 +11,7 @@
 --           zero denominator.
 WITH
 scopes AS (
-    SELECT 'network' AS scope
-    UNION
-    SELECT DISTINCT service_center_id AS scope FROM crm_customers
+    SELECT scope FROM int_scopes
 ),
 channels AS (
     SELECT column1 AS channel, column2 AS pos
@@ -26,7 +24,7 @@ events_w AS (
     LEFT JOIN crm_customers c ON c.customer_id = e.referrer_id
     WHERE e.event_type IN ('share', 'click', 'signup')
       AND e.event_ts < ${as_of}
-      AND CAST(e.event_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+      AND CAST(e.event_ts AS BIGINT) >= ${window_start_ns}
 ),
 event_scope AS (
     SELECT 'network' AS scope, e.* FROM events_w e
@@ -43,8 +41,8 @@ event_counts AS (
 ),
 conversions_w AS (
     SELECT channel, referrer_service_center_id
-    FROM referrals
-    WHERE eligible AND first_service_ns >= ${as_of_ns} - 365 * 86400000000000
+    FROM int_referrals
+    WHERE eligible AND first_service_ns >= ${window_start_ns}
 ),
 conversion_scope AS (
     SELECT 'network' AS scope, c.channel FROM conversions_w c

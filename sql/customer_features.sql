@@ -1,8 +1,8 @@
 -- customer_features
 -- Grain:    one row per accepted CRM customer per run date (the CRM is a snapshot: every
 --           customer is here, delivered or not).
--- Inputs:   crm_customers, visits, nps_responses, referral_events, referral_signups,
---           referral_generations.
+-- Inputs:   crm_customers, visits, nps_responses, referral_events, int_referral_signups,
+--           int_referral_generations.
 -- Contract: data-contracts/customer_features.odcs.yaml
 -- Output:   customer_features/dt=D/
 -- Time:     only events with timestamp < as_of count (the job is also evaluated at earlier
@@ -18,8 +18,8 @@ customers AS (
 visit_events AS (
     SELECT customer_id, visit_type, revenue, value_added_revenue, wait_minutes,
            CAST(visit_ts AS BIGINT) AS ts_ns,
-           CAST(visit_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000 AS in_w,
-           CAST(visit_ts AS BIGINT) >= ${as_of_ns} - 90 * 86400000000000 AS in_90d
+           CAST(visit_ts AS BIGINT) >= ${window_start_ns} AS in_w,
+           CAST(visit_ts AS BIGINT) >= ${as_of_ns} - 90 * ${day_ns} AS in_90d
     FROM visits
     WHERE visit_ts < ${as_of}
 ),
@@ -40,7 +40,7 @@ visit_stats AS (
 ),
 answers AS (
     SELECT customer_id, response_id, score,
-           CAST(response_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000 AS in_w,
+           CAST(response_ts AS BIGINT) >= ${window_start_ns} AS in_w,
            ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY response_ts DESC, response_id DESC) AS recency
     FROM nps_responses
     WHERE response_ts < ${as_of}
@@ -57,14 +57,14 @@ share_stats AS (
     SELECT referrer_id AS customer_id, COUNT(*) AS shares_365d
     FROM referral_events
     WHERE event_type = 'share' AND event_ts < ${as_of}
-      AND CAST(event_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+      AND CAST(event_ts AS BIGINT) >= ${window_start_ns}
     GROUP BY referrer_id
 ),
 conversion_stats AS (
     SELECT referrer_id AS customer_id,
            COUNT(*) AS referrals_converted_total,
-           SUM(CASE WHEN first_service_ns >= ${as_of_ns} - 365 * 86400000000000 THEN 1 ELSE 0 END) AS referrals_converted_365d
-    FROM referral_signups
+           SUM(CASE WHEN first_service_ns >= ${window_start_ns} THEN 1 ELSE 0 END) AS referrals_converted_365d
+    FROM int_referral_signups
     WHERE eligible
     GROUP BY referrer_id
 ),
@@ -76,7 +76,7 @@ final AS (
            c.vehicle_model,
            CAST(${as_of_days} - CAST(c.delivery_date AS INT) AS INT) AS tenure_days,
            CAST(c.delivery_date AS INT) < ${as_of_days} AS delivered,
-           CAST((${as_of_ns} - v.last_visit_ns) / 86400000000000 AS INT) AS days_since_last_visit,
+           CAST((${as_of_ns} - v.last_visit_ns) / ${day_ns} AS INT) AS days_since_last_visit,
            CAST(COALESCE(v.visits_90d, 0) AS INT) AS visits_90d,
            CAST(COALESCE(v.visits_365d, 0) AS INT) AS visits_365d,
            CAST(COALESCE(v.visits_total, 0) AS INT) AS visits_total,
@@ -103,6 +103,6 @@ final AS (
     LEFT JOIN nps_stats n ON n.customer_id = c.customer_id
     LEFT JOIN share_stats s ON s.customer_id = c.customer_id
     LEFT JOIN conversion_stats r ON r.customer_id = c.customer_id
-    LEFT JOIN referral_generations g ON g.customer_id = c.customer_id
+    LEFT JOIN int_referral_generations g ON g.customer_id = c.customer_id
 )
 SELECT * FROM final ORDER BY customer_id

@@ -1,7 +1,7 @@
 -- lifecycle_health
 -- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and AARRR stage KPI
 --           (domain.md, "Lifecycle health", seed 004).
--- Inputs:   crm_customers, customer_features, visits, nps_responses.
+-- Inputs:   int_scopes, customer_features, visits, nps_responses.
 -- Contract: data-contracts/lifecycle_health.odcs.yaml
 -- Output:   lifecycle_health/dt=D/
 -- Rules:    bands excellent / good / pass / danger, compared exactly (ratios in integers, NPS on
@@ -10,9 +10,7 @@
 --           visit_id) when that first visit is in W; scoped by that customer's home center.
 WITH
 scopes AS (
-    SELECT 'network' AS scope
-    UNION
-    SELECT DISTINCT service_center_id AS scope FROM crm_customers
+    SELECT scope FROM int_scopes
 ),
 customers AS (
     SELECT service_center_id,
@@ -58,7 +56,7 @@ activation_answers AS (
     FROM nps_responses n
     JOIN first_visits v ON v.visit_id = n.visit_id
     JOIN customer_features f ON f.customer_id = v.customer_id
-    WHERE v.ts_ns >= ${as_of_ns} - 365 * 86400000000000
+    WHERE v.ts_ns >= ${window_start_ns}
       AND n.response_ts < ${as_of}
 ),
 answer_scope AS (
@@ -68,7 +66,7 @@ answer_scope AS (
 ),
 nps_counts AS (
     SELECT scope,
-           SUM(CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END) AS net_promoters,
+           SUM(nps_point(score)) AS net_promoters,
            COUNT(*) AS responses
     FROM answer_scope
     GROUP BY scope
@@ -101,9 +99,7 @@ kpis AS (
 ),
 valued AS (
     SELECT *,
-           CASE WHEN kind = 'nps' AND denominator > 0 THEN
-               signum(numerator) * ((2000 * abs(numerator) + denominator) / (2 * denominator))
-           END AS nps_tenths
+           CASE WHEN kind = 'nps' THEN nps_tenths(numerator, denominator) END AS nps_tenths
     FROM kpis
 ),
 final AS (
@@ -116,13 +112,9 @@ final AS (
                 WHEN kind = 'nps' THEN CAST(nps_tenths AS DOUBLE) / 10.0
                 ELSE CAST(numerator AS DOUBLE) / CAST(denominator AS DOUBLE) END AS value,
            CASE WHEN denominator = 0 THEN CAST(NULL AS VARCHAR)
-                WHEN kind = 'nps' AND nps_tenths >= excellent * 10 THEN 'excellent'
-                WHEN kind = 'nps' AND nps_tenths >= good * 10 THEN 'good'
-                WHEN kind = 'nps' AND nps_tenths >= pass * 10 THEN 'pass'
-                WHEN kind = 'nps' THEN 'danger'
-                WHEN numerator * 100 >= excellent * denominator THEN 'excellent'
-                WHEN numerator * 100 >= good * denominator THEN 'good'
-                WHEN numerator * 100 >= pass * denominator THEN 'pass'
+                WHEN meets_edge(kind, numerator, denominator, excellent) THEN 'excellent'
+                WHEN meets_edge(kind, numerator, denominator, good) THEN 'good'
+                WHEN meets_edge(kind, numerator, denominator, pass) THEN 'pass'
                 ELSE 'danger' END AS band,
            pos
     FROM valued

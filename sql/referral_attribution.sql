@@ -1,7 +1,7 @@
 -- referral_attribution
 -- Grain:    one row per `signup` event before as_of whose referrer has not opted out of referral
 --           tracking (domain.md: opted-out referrers appear in no person-level row).
--- Inputs:   referrals.
+-- Inputs:   int_referrals.
 -- Contract: data-contracts/referral_attribution.odcs.yaml
 -- Output:   referral_attribution/dt=D/
 SELECT signup_event_id,
@@ -26,6 +26,6 @@ SELECT signup_event_id,
        reward_ts,
        reward_points,
        reward_status
-FROM referrals
+FROM int_referrals
 WHERE NOT referrer_opted_out
 ORDER BY signup_ts, signup_event_id

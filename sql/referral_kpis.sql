@@ -1,7 +1,7 @@
 -- referral_kpis
 -- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and KPI of the
 --           referral dashboard (domain.md, "KPI tables", seed 000).
--- Inputs:   crm_customers, customer_features, referrals, nps_responses.
+-- Inputs:   int_scopes, customer_features, int_referrals, nps_responses.
 -- Contract: data-contracts/referral_kpis.odcs.yaml
 -- Output:   referral_kpis/dt=D/
 -- Rules:    customers count in their home center; a referral in its referrer's home center (a
@@ -11,9 +11,7 @@
 --           and banded on the rounded value. A zero denominator gives a null value and band.
 WITH
 scopes AS (
-    SELECT 'network' AS scope
-    UNION
-    SELECT DISTINCT service_center_id AS scope FROM crm_customers
+    SELECT scope FROM int_scopes
 ),
 customers AS (
     SELECT service_center_id,
@@ -40,13 +38,13 @@ customer_counts AS (
 ),
 referral_facts AS (
     SELECT referrer_id, referrer_service_center_id, eligible, converted, reward_status,
-           NOT (self_referral OR existing_customer OR velocity OR duplicate_signup) AS unflagged,
-           signup_ns >= ${as_of_ns} - 365 * 86400000000000
-               AND signup_ns < ${as_of_ns} - ${attribution_window_days} * 86400000000000 AS matured,
-           eligible AND first_service_ns >= ${as_of_ns} - 365 * 86400000000000 AS conversion_in_w,
-           eligible AND first_service_ns >= ${as_of_ns} - 365 * 86400000000000
-               AND first_service_ns < ${as_of_ns} - 86400000000000 AS reward_due
-    FROM referrals
+           unflagged,
+           signup_ns >= ${window_start_ns}
+               AND signup_ns < ${as_of_ns} - ${attribution_window_days} * ${day_ns} AS matured,
+           eligible AND first_service_ns >= ${window_start_ns} AS conversion_in_w,
+           eligible AND first_service_ns >= ${window_start_ns}
+               AND first_service_ns < ${as_of_ns} - ${day_ns} AS reward_due
+    FROM int_referrals
 ),
 referral_scope AS (
     SELECT 'network' AS scope, r.* FROM referral_facts r
@@ -71,7 +69,7 @@ answers AS (
     JOIN customer_features f ON f.customer_id = n.customer_id
     WHERE f.acquired_by_referral
       AND n.response_ts < ${as_of}
-      AND CAST(n.response_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+      AND CAST(n.response_ts AS BIGINT) >= ${window_start_ns}
 ),
 answer_scope AS (
     SELECT 'network' AS scope, a.* FROM answers a
@@ -80,7 +78,7 @@ answer_scope AS (
 ),
 nps_counts AS (
     SELECT scope,
-           SUM(CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END) AS net_promoters,
+           SUM(nps_point(score)) AS net_promoters,
            COUNT(*) AS responses
     FROM answer_scope
     GROUP BY scope
@@ -126,9 +124,7 @@ kpis AS (
 valued AS (
     SELECT *,
            -- NPS × 10, rounded half away from zero, in integers.
-           CASE WHEN kind = 'nps' AND denominator > 0 THEN
-               signum(numerator) * ((2000 * abs(numerator) + denominator) / (2 * denominator))
-           END AS nps_tenths
+           CASE WHEN kind = 'nps' THEN nps_tenths(numerator, denominator) END AS nps_tenths
     FROM kpis
 ),
 final AS (
@@ -141,11 +137,8 @@ final AS (
                 WHEN kind = 'nps' THEN CAST(nps_tenths AS DOUBLE) / 10.0
                 ELSE CAST(numerator AS DOUBLE) / CAST(denominator AS DOUBLE) END AS value,
            CASE WHEN denominator = 0 OR excellent IS NULL THEN CAST(NULL AS VARCHAR)
-                WHEN kind = 'nps' AND nps_tenths >= excellent * 10 THEN 'excellent'
-                WHEN kind = 'nps' AND nps_tenths >= qualified * 10 THEN 'qualified'
-                WHEN kind = 'nps' THEN 'danger'
-                WHEN numerator * 100 >= excellent * denominator THEN 'excellent'
-                WHEN numerator * 100 >= qualified * denominator THEN 'qualified'
+                WHEN meets_edge(kind, numerator, denominator, excellent) THEN 'excellent'
+                WHEN meets_edge(kind, numerator, denominator, qualified) THEN 'qualified'
                 ELSE 'danger' END AS band,
            pos
     FROM valued

@@ -1,7 +1,7 @@
 -- referred_vs_other
 -- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and group
 --           (`referred`: referred_by set; `other`).
--- Inputs:   crm_customers, customer_features, nps_responses.
+-- Inputs:   int_scopes, customer_features, nps_responses.
 -- Contract: data-contracts/referred_vs_other.odcs.yaml
 -- Output:   referred_vs_other/dt=D/
 -- Rules:    everything is over the group's active customers (>= 1 visit in W): customers is
@@ -10,9 +10,7 @@
 --           in W. Null on a zero denominator.
 WITH
 scopes AS (
-    SELECT 'network' AS scope
-    UNION
-    SELECT DISTINCT service_center_id AS scope FROM crm_customers
+    SELECT scope FROM int_scopes
 ),
 groups AS (
     SELECT column1 AS grp, column2 AS pos FROM (VALUES ('referred', 1), ('other', 2)) AS t
@@ -42,11 +40,11 @@ answers AS (
     FROM nps_responses n
     JOIN active_scope s ON s.customer_id = n.customer_id
     WHERE n.response_ts < ${as_of}
-      AND CAST(n.response_ts AS BIGINT) >= ${as_of_ns} - 365 * 86400000000000
+      AND CAST(n.response_ts AS BIGINT) >= ${window_start_ns}
 ),
 nps_counts AS (
     SELECT scope, grp,
-           SUM(CASE WHEN score >= 9 THEN 1 WHEN score <= 6 THEN -1 ELSE 0 END) AS net_promoters,
+           SUM(nps_point(score)) AS net_promoters,
            COUNT(*) AS responses
     FROM answers
     GROUP BY scope, grp
@@ -62,7 +60,7 @@ final AS (
                 ELSE CAST(c.retained AS DOUBLE) / CAST(c.customers AS DOUBLE) END AS retention_rate,
            CAST(COALESCE(n.responses, 0) AS BIGINT) AS nps_responses,
            CASE WHEN COALESCE(n.responses, 0) = 0 THEN CAST(NULL AS DOUBLE)
-                ELSE CAST(signum(n.net_promoters) * ((2000 * abs(n.net_promoters) + n.responses) / (2 * n.responses)) AS DOUBLE) / 10.0
+                ELSE CAST(nps_tenths(n.net_promoters, n.responses) AS DOUBLE) / 10.0
            END AS nps,
            g.pos
     FROM scopes s

@@ -36,14 +36,8 @@ final AS (
            CAST(rewards_owed AS BIGINT) AS rewards_owed,
            CAST(rewards_pending AS BIGINT) AS rewards_pending,
            CAST(rewards_unearned AS BIGINT) AS rewards_unearned,
-           CASE WHEN eligible_conversions >= 10 THEN 'super_ambassador'
-                WHEN eligible_conversions >= 5 THEN 'ambassador'
-                WHEN eligible_conversions >= 3 THEN 'gold'
-                ELSE 'none' END AS tier,
-           CAST(CASE WHEN eligible_conversions < 3 THEN 3 - eligible_conversions
-                     WHEN eligible_conversions < 5 THEN 5 - eligible_conversions
-                     WHEN eligible_conversions < 10 THEN 10 - eligible_conversions
-                END AS INT) AS conversions_to_next_tier
+           reward_tier(eligible_conversions) AS tier,
+           conversions_to_next_tier(eligible_conversions) AS conversions_to_next_tier
     FROM per_referrer
 )
 SELECT * FROM final ORDER BY referrer_id

@@ -38,11 +38,12 @@ fn every_contract_file_is_valid_odcs() {
         );
         seen += 1;
     }
-    assert!(
-        seen >= 7,
-        "expected a contract per input and output, found {seen}"
+    // Every file is compiled in, and every compiled-in contract is one of these files, unchanged.
+    assert_eq!(
+        seen,
+        contracts::contract_texts().len(),
+        "every contract file must be embedded (pipelines/build.rs lists data-contracts/)"
     );
-    // Every compiled-in contract is one of these files, unchanged.
     for (name, text) in contracts::contract_texts() {
         let on_disk = std::fs::read_to_string(dir.join(format!("{name}.odcs.yaml"))).unwrap();
         assert_eq!(&on_disk, text);
@@ -97,4 +98,116 @@ fn input_contracts_say_what_domain_md_says() {
             .unwrap(),
         &["mass", "vip", "b2b"]
     );
+}
+
+/// The catalog is found, not kept: every published table has exactly one contract and, when SQL
+/// builds it, exactly one file in sql/; every SQL file that is not intermediate (`int_`) or a
+/// training set (`train_`) is a published table with a contract. Adding a table is one SQL file
+/// plus one contract.
+#[test]
+fn every_published_table_has_one_sql_file_and_one_contract_and_back() {
+    use flywheel_pipelines::contracts::Role;
+    let sql_dir = common::repo().join("sql");
+    let mut sql_tables: Vec<String> = std::fs::read_dir(&sql_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter_map(|f| f.strip_suffix(".sql").map(str::to_string))
+        .filter(|n| !n.starts_with("int_") && !n.starts_with("train_"))
+        .collect();
+    sql_tables.sort();
+    let published = contracts::published().unwrap();
+    let mut by_sql: Vec<String> = published
+        .iter()
+        .filter(|c| matches!(&c.role, Role::Published(p) if p.producer == "sql"))
+        .map(|c| c.table.clone())
+        .collect();
+    by_sql.sort();
+    assert_eq!(
+        sql_tables, by_sql,
+        "published SQL files and contracts with producer sql must match one to one"
+    );
+    assert!(sql_tables.len() >= 10, "{sql_tables:?}");
+    // The other published tables are built by Rust steps and have no SQL file.
+    for c in &published {
+        let Role::Published(p) = &c.role else {
+            unreachable!()
+        };
+        let has_sql = sql_dir.join(format!("{}.sql", c.table)).exists();
+        assert_eq!(has_sql, p.producer == "sql", "{}", c.table);
+        assert!(
+            ["sql", "scoring", "ingest"].contains(&p.producer.as_str()),
+            "{}: producer {}",
+            c.table,
+            p.producer
+        );
+        assert_eq!(p.partition, "dt", "{}", c.table);
+    }
+    // Every contract is either an input or a published table; the inputs keep their order.
+    assert_eq!(
+        contracts::inputs(),
+        ["crm_customers", "visits", "nps_responses", "referral_events"]
+    );
+    assert_eq!(
+        published.len() + contracts::inputs().len(),
+        contracts::contract_texts().len()
+    );
+    // Every SQL file (published, intermediate or training) opens with its own name.
+    for entry in std::fs::read_dir(&sql_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(&format!("-- {name}")),
+            "sql/{name}.sql must open with `-- {name}`"
+        );
+        for part in ["Grain:", "Inputs:", "Contract:"] {
+            assert!(text.contains(part), "sql/{name}.sql header lacks {part}");
+        }
+    }
+}
+
+/// A one-row batch of `contract`'s schema from one CSV line (empty = null).
+fn one_row(contract: &contracts::Contract, line: &str) -> arrow::array::RecordBatch {
+    let schema = contract.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let text = format!("{}\n{line}\n", names.join(","));
+    let mut reader = arrow::csv::ReaderBuilder::new(schema)
+        .with_header(true)
+        .with_null_regex(regex::Regex::new("^$").unwrap())
+        .build(std::io::Cursor::new(text))
+        .unwrap();
+    reader.next().unwrap().unwrap()
+}
+
+/// The output check covers the whole contract: types, required, unique, enumerations and
+/// ranges. Each broken table must be refused with a message naming the column.
+#[test]
+fn output_contract_checks_enumerations_ranges_required_and_unique() {
+    let kpis = contracts::contract("referral_kpis").unwrap();
+    let cols = kpis.columns.len();
+    assert_eq!(cols, 7, "dt, scope, kpi, numerator, denominator, value, band");
+    let row = |line: &str| vec![one_row(&kpis, line)];
+    let good = row("2026-06-01,network,referral_rate,3,10,0.3,excellent");
+    kpis.check_output(&good, &kpis.schema()).unwrap();
+    let refused = |c: &contracts::Contract, batches: Vec<arrow::array::RecordBatch>| {
+        c.check_output(&batches, &c.schema()).unwrap_err().to_string()
+    };
+    let e = refused(&kpis, row("2026-06-01,network,referral_rate,3,10,0.3,superb"));
+    assert!(e.contains("band") && e.contains("superb"), "{e}");
+    let e = refused(&kpis, row("2026-06-01,network,word_of_mouth,3,10,0.3,excellent"));
+    assert!(e.contains("kpi") && e.contains("word_of_mouth"), "{e}");
+    let e = refused(&kpis, row("2026-06-01,,referral_rate,3,10,0.3,excellent"));
+    assert!(e.contains("required column scope"), "{e}");
+
+    let scores = contracts::contract("customer_scores").unwrap();
+    let row = |line: &str| vec![one_row(&scores, line)];
+    let ok = "C1,0.5,1,r,v1,0.25,2,r,v2";
+    scores.check_output(&row(ok), &scores.schema()).unwrap();
+    let e = refused(&scores, row("C1,1.5,1,r,v1,0.25,2,r,v2"));
+    assert!(e.contains("p_refer") && e.contains("maximum"), "{e}");
+    let e = refused(&scores, row("C1,0.5,0,r,v1,0.25,2,r,v2"));
+    assert!(e.contains("p_refer_decile") && e.contains("minimum"), "{e}");
+    let twice = vec![one_row(&scores, ok), one_row(&scores, ok)];
+    let e = refused(&scores, twice);
+    assert!(e.contains("unique column customer_id"), "{e}");
 }

@@ -1,10 +1,12 @@
 //! # flywheel models
 //!
-//! Logistic scoring models. This crate knows nothing of SQL or storage layout: it turns Arrow
+//! Logistic scoring models. This crate knows nothing of SQL, query engines or storage: it turns Arrow
 //! record batches of features into a design matrix ([`Preprocessor`]), fits an L2-regularised
 //! logistic regression with `linfa-logistic` ([`fit`]), evaluates it ([`evaluate`]) and scores
 //! batches as they stream ([`Model::score`]), explaining each score by the features that push it
-//! up most (coefficient × standardised value).
+//! up most (coefficient × standardised value). It also holds what is pure about a model version:
+//! the model file format with its content-addressed version, the promotion rule and deciles
+//! ([`ModelFile`], [`promotion_decision`], [`deciles`]).
 //!
 //! Two traps of linfa-logistic 0.8.1 are handled here: it takes the *more frequent* label as its
 //! positive class (so [`fit`] flips the coefficients when `true` is the rarer label, and `p` is
@@ -13,9 +15,11 @@
 
 mod design;
 mod metrics;
+mod model_file;
 
 pub use design::{FeatureSpec, Preprocessor};
 pub use metrics::{evaluate, CalibrationBin, LiftDecile, Metrics};
+pub use model_file::{deciles, fnv1a, promotion_decision, ModelFile, FORMAT};
 pub use ndarray;
 
 use linfa::prelude::*;

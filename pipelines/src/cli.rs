@@ -1,12 +1,15 @@
-//! The command line: raw flags (clap) first, then validated settings, then the library call.
+//! The command line, a module of the `flywheel` binary: raw flags (clap), then one validated
+//! settings value, then a call into the library's applications; what they return is printed here.
+
+use std::io::IsTerminal;
 
 use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::config::Config;
-use crate::error::{FlywheelError, Result};
-use crate::storage::Root;
-use crate::{generate, models, run, summary};
+use flywheel_pipelines::app;
+use flywheel_pipelines::config::Config;
+use flywheel_pipelines::error::{FlywheelError, Result};
+use flywheel_pipelines::steps::presenting::summary;
+use flywheel_pipelines::steps::scoring::Target;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,7 +56,7 @@ pub enum Command {
         #[arg(long)]
         date: Option<String>,
     },
-    /// The nightly run: validate, attribute, build features, publish.
+    /// The nightly run: validate, attribute, build features, score, publish.
     Run {
         /// Run date D (as_of = D 00:00 UTC; default: today, UTC).
         #[arg(long)]
@@ -62,12 +65,15 @@ pub enum Command {
         input: Option<String>,
         #[arg(long)]
         output: Option<String>,
+        /// Go on when a target has no champion model: its scores are null and the lists' model
+        /// paths are skipped (otherwise the run stops with exit code 5).
+        #[arg(long)]
+        allow_missing_models: bool,
     },
     /// Train a challenger model per target and promote it when it beats the champion.
     Train {
-        /// refer, churn or all
-        #[arg(long, default_value = "all")]
-        target: String,
+        #[arg(long, value_enum, default_value_t = TargetArg::All)]
+        target: TargetArg,
         /// Training date: fit on as_of - 2 horizons, evaluate on as_of - 1 horizon.
         #[arg(long)]
         as_of: Option<String>,
@@ -86,13 +92,30 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
-    /// Generate demo data into ./data if absent, run, print a summary.
+    /// Generate demo data into ./data if absent, train missing champions, run, print a summary.
     Demo {
         #[arg(long, default_value_t = 20_000)]
         customers: usize,
         #[arg(long)]
         date: Option<String>,
     },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TargetArg {
+    Refer,
+    Churn,
+    All,
+}
+
+impl TargetArg {
+    fn targets(self) -> Vec<Target> {
+        match self {
+            TargetArg::Refer => vec![Target::Refer],
+            TargetArg::Churn => vec![Target::Churn],
+            TargetArg::All => Target::ALL.to_vec(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,8 +133,8 @@ pub enum ModelsAction {
     Rollback { target: String },
 }
 
-fn one_target(s: &str) -> Result<models::Target> {
-    match models::Target::parse(s)?.as_slice() {
+fn one_target(s: &str) -> Result<Target> {
+    match Target::parse(s)?.as_slice() {
         [t] => Ok(*t),
         _ => Err(FlywheelError::Config(
             "name one target: refer or churn".into(),
@@ -119,7 +142,8 @@ fn one_target(s: &str) -> Result<models::Target> {
     }
 }
 
-pub fn parse_date(s: Option<&str>) -> Result<NaiveDate> {
+/// A `--date` or `--as-of` flag: YYYY-MM-DD, default today (UTC).
+fn parse_date(s: Option<&str>) -> Result<NaiveDate> {
     match s {
         None => Ok(Utc::now().date_naive()),
         Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -128,64 +152,30 @@ pub fn parse_date(s: Option<&str>) -> Result<NaiveDate> {
 }
 
 pub async fn execute(cli: Cli) -> Result<()> {
-    let mut cfg = Config::load(cli.config.as_deref())?;
+    let cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Generate {
             customers,
             seed,
             as_of,
             out,
-        } => {
-            let as_of = parse_date(as_of.as_deref())?;
-            if customers == 0 {
-                return Err(FlywheelError::Config(
-                    "--customers must be at least 1".into(),
-                ));
-            }
-            let root = Root::parse(&out)?;
-            let started = std::time::Instant::now();
-            let s = generate::generate(&root, customers, seed, as_of).await?;
-            println!(
-                "wrote {} customers, {} visits, {} NPS answers, {} referral events to {} in {:.1} s (as of {as_of})",
-                s.customers,
-                s.visits,
-                s.nps_responses,
-                s.referral_events,
-                root.url,
-                started.elapsed().as_secs_f64()
-            );
-        }
+        } => generate(&cfg, customers, seed, as_of, &out).await,
         Command::Validate { input, date } => {
-            cfg = cfg.with_roots(input, None);
+            let cfg = cfg.with_roots(input, None);
             let date = parse_date(date.as_deref())?;
-            let ctx = run::session(&cfg)?;
-            let root = Root::parse(&cfg.input)?;
-            let v = run::load_inputs(&ctx, &cfg, &root, date).await?;
-            for c in &v.checks {
-                println!(
-                    "{:<16} {:>10} rows  {:>7} rejected ({:.3}%)  {:>10} before as_of",
-                    c.input,
-                    c.rows,
-                    c.rejected,
-                    c.reject_share * 100.0,
-                    c.used
-                );
-                for (reason, n) in &c.top_reasons {
-                    println!("    {n:>7}× {reason}");
-                }
-            }
-            run::enforce_reject_share(&v.checks, cfg.max_reject_share)?;
-            println!("inputs at {} meet their contracts", root.url);
+            app::check::validate(&cfg, date, print_checks).await?;
+            println!("inputs at {} meet their contracts", cfg.input);
+            Ok(())
         }
         Command::Run {
             date,
             input,
             output,
+            allow_missing_models,
         } => {
-            cfg = cfg.with_roots(input, output);
-            let date = parse_date(date.as_deref())?;
-            let report = run::run(&cfg, date).await?;
-            summary::print(&report);
+            let mut cfg = cfg.with_roots(input, output);
+            cfg.allow_missing_models |= allow_missing_models;
+            run(&cfg, parse_date(date.as_deref())?).await
         }
         Command::Train {
             target,
@@ -194,135 +184,139 @@ pub async fn execute(cli: Cli) -> Result<()> {
             output,
             export_design,
         } => {
-            cfg = cfg.with_roots(input, output);
-            let as_of = parse_date(as_of.as_deref())?;
-            let targets = models::Target::parse(&target)?;
-            let ctx = run::session(&cfg)?;
-            let root = Root::parse(&cfg.input)?;
-            let v = run::load_inputs(&ctx, &cfg, &root, as_of).await?;
-            run::enforce_reject_share(&v.checks, cfg.max_reject_share)?;
-            let jobs: Vec<_> = crate::jobs::all_jobs(&crate::contracts::INPUTS)?
-                .into_iter()
-                .filter(|j| matches!(j.name.as_str(), "referral_generations" | "referral_signups"))
-                .collect();
-            run::run_jobs(
-                &ctx,
-                &jobs,
-                &run::params(&cfg, as_of),
-                &mut run::Stages::default(),
-                &mut std::collections::BTreeMap::new(),
-                &run::Release::none(),
-            )
-            .await?;
-            let registry = models::Registry::open(&cfg)?;
-            let fingerprint = models::fingerprint(&v.files);
-            let mut snapshots = models::Snapshots::new();
-            for t in targets {
-                let started = std::time::Instant::now();
-                let export = export_design.as_deref().map(Root::parse).transpose()?;
-                let r = models::train(
-                    &ctx,
-                    &cfg,
-                    &registry,
-                    t,
-                    as_of,
-                    &fingerprint,
-                    export.as_ref(),
-                    &mut snapshots,
-                )
-                .await?;
-                let m = &r.file.holdout_metrics;
-                println!(
-                    "{}: {} in {:.1} s; out of time: fit on {}, holdout {}: ROC AUC {:.4}, PR AUC {:.4}, Brier {:.4}, log loss {:.4}, lift@10% {:.2}; final fit on {} rows, converged {}",
-                    t.name(),
-                    r.file.version,
-                    started.elapsed().as_secs_f64(),
-                    r.file.train_snapshot,
-                    r.file.holdout_snapshot,
-                    m.roc_auc,
-                    m.pr_auc,
-                    m.brier,
-                    m.log_loss,
-                    m.lift_top_decile,
-                    r.file.train_rows,
-                    r.file.model.convergence.converged
-                );
-                println!(
-                    "  {}",
-                    if r.promoted {
-                        format!("champion ({})", r.reason)
-                    } else {
-                        r.reason.clone()
-                    }
-                );
-            }
+            let settings = app::train::TrainSettings {
+                targets: target.targets(),
+                as_of: parse_date(as_of.as_deref())?,
+                export_design,
+            };
+            train(&cfg.with_roots(input, output), &settings).await
         }
-        Command::Models { action } => {
-            let registry = models::Registry::open(&cfg)?;
-            match action {
-                ModelsAction::List => {
-                    for t in models::Target::ALL {
-                        let champion = registry.champion(t).await?.version;
-                        for v in registry.versions(t).await? {
-                            let f = registry.load(t, &v).await?;
-                            let mark = if champion.as_deref() == Some(v.as_str()) {
-                                "*"
-                            } else {
-                                " "
-                            };
-                            println!(
-                                "{mark} {:<6} {v}  as_of {}  holdout ROC AUC {:.4}  Brier {:.4}  rows {}",
-                                t.name(),
-                                f.as_of,
-                                f.holdout_metrics.roc_auc,
-                                f.holdout_metrics.brier,
-                                f.train_rows
-                            );
-                        }
-                    }
-                }
-                ModelsAction::Show { target, version } => {
-                    let t = one_target(&target)?;
-                    let v = match version {
-                        Some(v) => v,
-                        None => registry.champion(t).await?.version.ok_or_else(|| {
-                            FlywheelError::Model(format!(
-                                "{target} has no champion; run `flywheel train`"
-                            ))
-                        })?,
-                    };
-                    let f = registry.load(t, &v).await?;
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&f).map_err(FlywheelError::internal)?
-                    );
-                }
-                ModelsAction::Promote { target, version } => {
-                    let t = one_target(&target)?;
-                    registry.promote(t, &version).await?;
-                    println!("{version} is now the {target} champion");
-                }
-                ModelsAction::Rollback { target } => {
-                    let t = one_target(&target)?;
-                    let v = registry.rollback(t).await?;
-                    println!("rolled {target} back to {v}");
-                }
-            }
-        }
+        Command::Models { action } => models(&cfg, action).await,
         Command::Demo { customers, date } => {
             let date = parse_date(date.as_deref())?;
-            let root = Root::parse(&cfg.input)?;
-            if root.list("crm_customers").await?.is_empty() {
-                println!(
-                    "no demo data at {}: generating {customers} customers as of {date} ...",
-                    root.url
-                );
-                generate::generate(&root, customers, 42, date).await?;
-            } else {
-                println!("using the data already at {}", root.url);
+            let prepared = app::demo::prepare(&cfg, customers, date).await?;
+            match prepared.generated {
+                Some(n) => println!("generated {n} demo customers as of {date} at {}", cfg.input),
+                None => println!("using the data already at {}", cfg.input),
             }
-            let report = run::run(&cfg, date).await?;
-            summary::print(&report);
+            for t in prepared.trained {
+                println!("trained a {} champion as of {date}", t.name());
+            }
+            run(&cfg, date).await
+        }
+    }
+}
+
+async fn generate(
+    cfg: &Config,
+    customers: usize,
+    seed: u64,
+    as_of: Option<String>,
+    out: &str,
+) -> Result<()> {
+    let as_of = parse_date(as_of.as_deref())?;
+    let started = std::time::Instant::now();
+    let s = app::generate::generate(cfg, out, customers, seed, as_of).await?;
+    println!(
+        "wrote {} customers, {} visits, {} NPS answers, {} referral events to {out} in {:.1} s (as of {as_of})",
+        s.customers,
+        s.visits,
+        s.nps_responses,
+        s.referral_events,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_checks(checks: &[flywheel_pipelines::steps::ingest::InputCheck]) {
+    for c in checks {
+        println!(
+            "{:<16} {:>10} rows  {:>7} rejected ({:.3}%)  {:>10} before as_of",
+            c.input,
+            c.rows,
+            c.rejected,
+            c.reject_share * 100.0,
+            c.used
+        );
+        for (reason, n) in &c.top_reasons {
+            println!("    {n:>7}× {reason}");
+        }
+    }
+}
+
+async fn run(cfg: &Config, date: NaiveDate) -> Result<()> {
+    let report = app::run::run(cfg, date).await?;
+    let colour = std::io::stdout().is_terminal();
+    print!(
+        "{}",
+        summary::render(
+            &report.manifest,
+            &report.manifest_path,
+            &report.tables,
+            colour
+        )
+    );
+    Ok(())
+}
+
+async fn train(cfg: &Config, settings: &app::train::TrainSettings) -> Result<()> {
+    for t in app::train::train(cfg, settings).await? {
+        let f = &t.trained.file;
+        let m = &f.holdout_metrics;
+        println!(
+            "{}: {} in {:.1} s; out of time: fit on {}, holdout {}: ROC AUC {:.4}, PR AUC {:.4}, Brier {:.4}, log loss {:.4}, lift@10% {:.2}; final fit on {} rows, converged {}",
+            t.target.name(),
+            f.version,
+            t.seconds,
+            f.train_snapshot,
+            f.holdout_snapshot,
+            m.roc_auc,
+            m.pr_auc,
+            m.brier,
+            m.log_loss,
+            m.lift_top_decile,
+            f.train_rows,
+            f.model.convergence.converged
+        );
+        let r = &t.trained;
+        if r.promoted {
+            println!("  champion ({})", r.reason);
+        } else {
+            println!("  {}", r.reason);
+        }
+    }
+    Ok(())
+}
+
+async fn models(cfg: &Config, action: ModelsAction) -> Result<()> {
+    match action {
+        ModelsAction::List => {
+            for l in app::models::list(cfg).await? {
+                let f = &l.file;
+                println!(
+                    "{} {:<6} {}  as_of {}  holdout ROC AUC {:.4}  Brier {:.4}  rows {}",
+                    if l.champion { "*" } else { " " },
+                    l.target.name(),
+                    l.version,
+                    f.as_of,
+                    f.holdout_metrics.roc_auc,
+                    f.holdout_metrics.brier,
+                    f.train_rows
+                );
+            }
+        }
+        ModelsAction::Show { target, version } => {
+            let f = app::models::show(cfg, one_target(&target)?, version).await?;
+            let json = serde_json::to_string_pretty(&f).map_err(FlywheelError::internal)?;
+            println!("{json}");
+        }
+        ModelsAction::Promote { target, version } => {
+            app::models::promote(cfg, one_target(&target)?, &version).await?;
+            println!("{version} is now the {target} champion");
+        }
+        ModelsAction::Rollback { target } => {
+            let v = app::models::rollback(cfg, one_target(&target)?).await?;
+            println!("rolled {target} back to {v}");
         }
     }
     Ok(())

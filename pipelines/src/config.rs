@@ -32,6 +32,10 @@ pub struct Config {
     /// L2 strength (alpha) of the logistic models, per training row (see README).
     pub l2: f64,
     pub max_iterations: u64,
+    /// Let the nightly run go on when a target has no champion model: its scores are null and
+    /// the lists' model paths are skipped (said in the log and the manifest). Off by default:
+    /// a missing champion stops the run with exit code 5.
+    pub allow_missing_models: bool,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             target_partitions: 2,
             l2: 1.0,
             max_iterations: 200,
+            allow_missing_models: false,
         }
     }
 }
@@ -106,10 +111,13 @@ impl Config {
             let value = match table.get(&key) {
                 Some(toml::Value::Integer(_)) => raw.parse::<i64>().map(toml::Value::Integer).ok(),
                 Some(toml::Value::Float(_)) => raw.parse::<f64>().map(toml::Value::Float).ok(),
+                Some(toml::Value::Boolean(_)) => raw.parse::<bool>().map(toml::Value::Boolean).ok(),
                 _ => Some(toml::Value::String(raw.clone())),
             };
             let value = value
-                .ok_or_else(|| FlywheelError::Config(format!("{var}={raw:?} is not a number")))?;
+                .ok_or_else(|| {
+                FlywheelError::Config(format!("{var}={raw:?} is not a number (or true/false)"))
+            })?;
             table.insert(key, value);
             changed = true;
         }
@@ -161,6 +169,15 @@ impl Config {
             self.output = o;
         }
         self
+    }
+
+    /// An integer setting by its key (e.g. a list's cooldown, named by its contract).
+    pub fn integer(&self, key: &str) -> Result<i64> {
+        let table = toml::Table::try_from(self).map_err(FlywheelError::internal)?;
+        table
+            .get(key)
+            .and_then(|v| v.as_integer())
+            .ok_or_else(|| FlywheelError::internal(format!("no integer setting {key}")))
     }
 
     pub fn models_root(&self) -> String {

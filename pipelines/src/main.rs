@@ -1,7 +1,10 @@
-//! The `flywheel` binary: parse flags, set up logging, run, map errors to exit codes.
+//! The `flywheel` binary: parse flags, set up logging, run, map errors (and panics) to exit codes.
+
+mod cli;
 
 use clap::Parser;
-use flywheel_pipelines::cli::{self, Cli, LogFormat};
+use cli::{Cli, LogFormat};
+use flywheel_pipelines::error::PANIC_EXIT_CODE;
 
 /// mimalloc instead of glibc malloc: the query engine allocates and frees many large Arrow
 /// buffers, and glibc spent a quarter of a 1M-customer run in malloc, free and page clearing.
@@ -19,6 +22,26 @@ fn main() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one integer option of the allocator; the index is mimalloc v3's (pinned).
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+    // A panic anywhere is a bug: one line on stderr and the internal-error exit code, never
+    // Rust's 101 and a backtrace a scheduler cannot route.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        eprintln!("error: internal error (please file a report with the log): {what}{at}");
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+    if std::env::var_os("FLYWHEEL_TEST_PANIC").is_some() {
+        // For the end-to-end test of the panic path only.
+        panic!("FLYWHEEL_TEST_PANIC is set");
     }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLYWHEEL_LOG")
@@ -39,7 +62,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(70);
+            std::process::exit(PANIC_EXIT_CODE);
         }
     };
     if let Err(e) = runtime.block_on(cli::execute(cli)) {

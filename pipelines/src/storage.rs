@@ -16,10 +16,24 @@ use object_store::{
 
 use crate::error::{FlywheelError, Result};
 
+/// An object found by [`Root::list`]: its path relative to the root, size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub path: String,
+    pub size: u64,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
+/// A reader of one object for the Parquet decoder (which fetches the footer and only the byte
+/// ranges of the row groups and columns it needs).
+#[allow(deprecated)] // ParquetObjectReader: the object_store reader parquet 59 still ships
+pub type ParquetReader = parquet::arrow::async_reader::ParquetObjectReader;
+
 /// A root in object storage: a store plus the prefix all relative keys live under.
 #[derive(Clone, Debug)]
 pub struct Root {
-    pub store: Arc<dyn ObjectStore>,
+    store: Arc<dyn ObjectStore>,
     prefix: Path,
     /// What the user gave, for messages and the manifest.
     pub url: String,
@@ -113,7 +127,7 @@ impl Root {
     }
 
     /// The absolute object key of a path relative to this root.
-    pub fn key(&self, rel: &str) -> Path {
+    fn key(&self, rel: &str) -> Path {
         let mut parts: Vec<String> = self
             .prefix
             .parts()
@@ -124,7 +138,7 @@ impl Root {
     }
 
     /// The path of a key relative to this root.
-    pub fn relative(&self, key: &Path) -> String {
+    fn relative(&self, key: &Path) -> String {
         key.prefix_match(&self.prefix)
             .map(|parts| {
                 parts
@@ -140,16 +154,30 @@ impl Root {
         format!("{}/{}", self.url, rel.trim_start_matches('/'))
     }
 
-    /// Every object below `rel`, sorted by key (listing order differs between stores).
-    pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+    /// Every object below `rel`, sorted by path (listing order differs between stores).
+    pub async fn list(&self, rel: &str) -> Result<Vec<Listed>> {
         let prefix = self.key(rel);
-        let mut out: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await {
+        let mut found: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await
+        {
             Ok(v) => v,
             Err(object_store::Error::NotFound { .. }) => vec![],
             Err(e) => return Err(FlywheelError::storage(self.display(rel), e)),
         };
-        out.sort_by(|a, b| a.location.cmp(&b.location));
-        Ok(out)
+        found.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(found
+            .into_iter()
+            .map(|m| Listed {
+                path: self.relative(&m.location),
+                size: m.size,
+                last_modified: m.last_modified.to_rfc3339(),
+            })
+            .collect())
+    }
+
+    /// A Parquet reader of the object at `rel` whose size is `size` (from [`Root::list`]).
+    #[allow(deprecated)]
+    pub fn parquet_reader(&self, rel: &str, size: u64) -> ParquetReader {
+        ParquetReader::new(self.store.clone(), self.key(rel)).with_file_size(size)
     }
 
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
@@ -172,25 +200,28 @@ impl Root {
         Ok(())
     }
 
-    pub async fn delete_key(&self, key: &Path) -> Result<()> {
-        match self.store.delete(key).await {
+    /// Delete the object at `rel` (nothing when it is absent).
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.key(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(FlywheelError::storage(key.to_string(), e)),
+            Err(e) => Err(FlywheelError::storage(self.display(rel), e)),
         }
     }
 
     /// Move an object (copy + delete where the store has no rename).
-    pub async fn rename_key(&self, from: &Path, to: &Path) -> Result<()> {
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.store
-            .rename(from, to)
+            .rename(&self.key(from), &self.key(to))
             .await
-            .map_err(|e| FlywheelError::storage(format!("{from} -> {to}"), e))
+            .map_err(|e| {
+                FlywheelError::storage(format!("{} -> {}", self.display(from), self.display(to)), e)
+            })
     }
 
     /// Delete everything below `rel`.
     pub async fn delete_prefix(&self, rel: &str) -> Result<()> {
-        for meta in self.list(rel).await? {
-            self.delete_key(&meta.location).await?;
+        for listed in self.list(rel).await? {
+            self.delete(&listed.path).await?;
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
--- referral_signups (intermediate: not published)
+-- int_referral_signups (intermediate: not published)
 -- Grain:    one row per `signup` event before as_of, of every referrer, with its first_service,
 --           every flag (self_referral, existing_customer, velocity, duplicate_signup), converted
---           and eligible. Materialised on its own so that `referrals` (conversion order, rewards,
+--           and eligible. Materialised on its own so that `int_referrals` (conversion order, rewards,
 --           ladder) reads it as a table instead of recomputing these joins for each use.
--- Inputs:   referral_events, crm_customers (accepted rows), referral_generations.
+-- Inputs:   referral_events, crm_customers (accepted rows), int_referral_generations.
 -- Contract: none (internal); referral_attribution publishes its person-level columns.
 -- Rules:    domain.md, "Referral attribution". Durations are compared in exact nanoseconds; a
 --           UTC day is 86,400 s.
@@ -16,7 +16,7 @@ events AS (
 ),
 signup_events AS (
     SELECT event_id AS signup_event_id, referrer_id, share_id, channel, referee_key,
-           event_ts AS signup_ts, ts_ns AS signup_ns, ts_ns / 86400000000000 AS signup_day
+           event_ts AS signup_ts, ts_ns AS signup_ns, ts_ns / ${day_ns} AS signup_day
     FROM events
     WHERE event_type = 'signup'
 ),
@@ -76,10 +76,10 @@ flagged AS (
            f.first_service_ns,
            f.first_service_ts,
            f.first_service_ns IS NOT NULL
-               AND f.first_service_ns - s.signup_ns <= ${attribution_window_days} * 86400000000000 AS converted,
+               AND f.first_service_ns - s.signup_ns <= ${attribution_window_days} * ${day_ns} AS converted,
            COALESCE(s.referee_key = ref.contact_hash, FALSE)
                OR COALESCE(r.referee_customer_id = s.referrer_id, FALSE) AS self_referral,
-           COALESCE(CAST(referee.delivery_date AS INT) < s.signup_ns / 86400000000000, FALSE) AS existing_customer,
+           COALESCE(CAST(referee.delivery_date AS INT) < s.signup_ns / ${day_ns}, FALSE) AS existing_customer,
            s.referrer_signups_that_day > ${max_signups_per_referrer_per_day} AS velocity,
            COALESCE(ref.referral_tracking_opt_out, FALSE) AS referrer_opted_out,
            ref.service_center_id AS referrer_service_center_id,
@@ -89,16 +89,22 @@ flagged AS (
     LEFT JOIN referee_ids r ON r.referee_key = s.referee_key
     LEFT JOIN first_services f ON f.signup_event_id = s.signup_event_id
     LEFT JOIN crm_customers ref ON ref.customer_id = s.referrer_id
-    LEFT JOIN referral_generations gen ON gen.customer_id = s.referrer_id
+    LEFT JOIN int_referral_generations gen ON gen.customer_id = s.referrer_id
     LEFT JOIN crm_customers referee ON referee.customer_id = r.referee_customer_id
 ),
-eligibility AS (
+-- The one place that says which signups count: no flag at all ("unflagged"); eligible = unflagged
+-- and converted.
+unflagged AS (
     SELECT *,
-           converted AND NOT (self_referral OR existing_customer OR velocity OR duplicate_signup) AS eligible
+           NOT (self_referral OR existing_customer OR velocity OR duplicate_signup) AS unflagged
     FROM flagged
+),
+eligibility AS (
+    SELECT *, converted AND unflagged AS eligible
+    FROM unflagged
 )
 SELECT signup_event_id, referee_key, referee_customer_id, referrer_id, referrer_service_center_id,
        share_id, channel, signup_ts, signup_ns, first_service_ts, first_service_ns, converted,
-       self_referral, existing_customer, velocity, duplicate_signup, eligible, referrer_opted_out,
-       referrer_generation
+       self_referral, existing_customer, velocity, duplicate_signup, unflagged, eligible,
+       referrer_opted_out, referrer_generation
 FROM eligibility

@@ -16,9 +16,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use flywheel_models::Metrics;
 
-use crate::models::ModelFile;
-use crate::run::Table;
-use crate::validate::InputCheck;
+use crate::engine::Table;
+use crate::steps::ingest::InputCheck;
+use crate::steps::scoring::ModelFile;
 
 /// What the report is made of.
 pub struct ReportInput<'a> {
@@ -433,7 +433,33 @@ pub fn html(r: &ReportInput) -> String {
         date = esc(&r.date),
     );
 
-    // Inputs and warnings.
+    inputs_section(&mut out, r);
+    kpi_section(
+        &mut out,
+        "referral_kpis",
+        "Referral dashboard",
+        "Window: the 365 days before the run date. Bands per domain rules (excellent / qualified / danger).",
+        &kpis(r.tables.get("referral_kpis")),
+    );
+    kpi_section(
+        &mut out,
+        "lifecycle_health",
+        "Lifecycle health",
+        "Network and per-center health of each stage (excellent / good / pass / danger).",
+        &kpis(r.tables.get("lifecycle_health")),
+    );
+    out.push_str(r#"<section id="funnels"><h2>Funnels</h2><div class="charts">"#);
+    aarrr_funnel(&mut out, r);
+    channel_funnel(&mut out, r);
+    out.push_str("</div></section>");
+    model_section(&mut out, r.champions);
+    lists_section(&mut out, r);
+    out.push_str("</tbody></table></section></main></body></html>\n");
+    out
+}
+
+/// Inputs and warnings.
+fn inputs_section(out: &mut String, r: &ReportInput) {
     out.push_str(r#"<section id="inputs"><h2>Inputs</h2><table><thead><tr><th>input</th><th class="num">rows</th><th class="num">rejected</th><th class="num">used</th></tr></thead><tbody>"#);
     for c in r.checks {
         let _ = write!(
@@ -451,23 +477,10 @@ pub fn html(r: &ReportInput) -> String {
     }
     out.push_str("</section>");
 
-    kpi_section(
-        &mut out,
-        "referral_kpis",
-        "Referral dashboard",
-        "Window: the 365 days before the run date. Bands per domain rules (excellent / qualified / danger).",
-        &kpis(r.tables.get("referral_kpis")),
-    );
-    kpi_section(
-        &mut out,
-        "lifecycle_health",
-        "Lifecycle health",
-        "Network and per-center health of each stage (excellent / good / pass / danger).",
-        &kpis(r.tables.get("lifecycle_health")),
-    );
+}
 
-    // AARRR funnel (network).
-    out.push_str(r#"<section id="funnels"><h2>Funnels</h2><div class="charts">"#);
+/// The AARRR funnel of the network and its diagnosis.
+fn aarrr_funnel(out: &mut String, r: &ReportInput) {
     if let Some((b, i)) = rows(r.tables.get("lifecycle_diagnosis"))
         .find(|(b, i)| cell(b, "scope", *i).as_deref() == Some("network"))
     {
@@ -506,7 +519,10 @@ pub fn html(r: &ReportInput) -> String {
             cell(b, "excellent_stages", i).unwrap_or_default()
         );
     }
-    // Channel funnel (network): each channel's steps as bars on one scale.
+}
+
+/// The channel funnel of the network: each channel's steps as bars on one scale.
+fn channel_funnel(out: &mut String, r: &ReportInput) {
     let mut items = Vec::new();
     for (b, i) in rows(r.tables.get("channel_funnel")) {
         if cell(b, "scope", i).as_deref() != Some("network") {
@@ -535,11 +551,10 @@ pub fn html(r: &ReportInput) -> String {
             (200.0, 18.0),
         ));
     }
-    out.push_str("</div></section>");
+}
 
-    model_section(&mut out, r.champions);
-
-    // Lists per center.
+/// List sizes per center (the table is closed by the caller).
+fn lists_section(out: &mut String, r: &ReportInput) {
     let per_center = list_sizes_per_center(r.tables);
     let (ta, tc) = per_center
         .values()
@@ -556,8 +571,6 @@ pub fn html(r: &ReportInput) -> String {
             esc(center)
         );
     }
-    out.push_str("</tbody></table></section></main></body></html>\n");
-    out
 }
 
 #[cfg(test)]

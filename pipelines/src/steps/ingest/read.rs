@@ -16,16 +16,12 @@ use arrow::datatypes::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use futures::{StreamExt, TryStreamExt};
-// ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it
-// still works and is what DataFusion 55 itself uses, so we keep it until the upgrade.
-#[allow(deprecated)]
-use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use serde::Serialize;
 
 use crate::contracts::{ColType, Contract};
 use crate::error::{FlywheelError, Result};
-use crate::storage::Root;
+use crate::storage::{Listed, Root};
 
 /// Name of the column that carries conversion problems of a row into validation.
 pub const CONVERSION_ERRORS: &str = "_conversion_errors";
@@ -75,21 +71,21 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
     let listing = root.list(table).await?;
     let files: Vec<_> = listing
         .into_iter()
-        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        .filter(|l| l.path.ends_with(".parquet"))
         .collect();
     if files.is_empty() {
-        return Err(FlywheelError::Contract(format!(
-            "input {table}: no *.parquet files under {}; export the table there (Hive-style key=value/ folders are fine)",
-            root.display(table)
-        )));
+        return Err(FlywheelError::input(
+            table,
+            None,
+            format!("no *.parquet files under {}", root.display(table)),
+            "export the table there (Hive-style key=value/ folders are fine)",
+        ));
     }
     let schema = staging_schema(contract);
     // Files are read and converted on tokio's workers, two at a time, and kept in listing order.
-    let reads = files.into_iter().map(|meta| {
-        let rel = root.relative(&meta.location);
-        let shown = root.display(&rel);
-        let (store, contract) = (root.store.clone(), contract.clone());
-        tokio::spawn(async move { read_file(store, meta, &contract, rel, shown).await })
+    let reads = files.into_iter().map(|listed| {
+        let (root, contract) = (root.clone(), contract.clone());
+        tokio::spawn(async move { read_file(&root, listed, &contract).await })
     });
     let mut batches = Vec::new();
     let mut infos = Vec::new();
@@ -127,21 +123,22 @@ pub fn file_of_row(files: &[InputFile], row: i64) -> &str {
 
 /// Read one input file: check its columns against the contract, read only those, convert.
 /// Returns each batch's columns (contract columns, then the conversion errors).
-#[allow(deprecated)] // ParquetObjectReader: the object_store reader parquet 59 still ships
 async fn read_file(
-    store: Arc<dyn object_store::ObjectStore>,
-    meta: object_store::ObjectMeta,
+    root: &Root,
+    listed: Listed,
     contract: &Contract,
-    rel: String,
-    shown: String,
 ) -> Result<(Vec<Vec<ArrayRef>>, InputFile)> {
     let table = &contract.table;
+    let shown = root.display(&listed.path);
     let unreadable = |e: &dyn std::fmt::Display| {
-        FlywheelError::Contract(format!(
-            "input {table}: file {shown} is not a readable Parquet file ({e}); re-export it"
-        ))
+        FlywheelError::input(
+            table,
+            Some(shown.clone()),
+            format!("not a readable Parquet file ({e})"),
+            "re-export it",
+        )
     };
-    let reader = ParquetObjectReader::new(store, meta.location.clone()).with_file_size(meta.size);
+    let reader = root.parquet_reader(&listed.path, listed.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| unreadable(&e))?;
@@ -149,19 +146,25 @@ async fn read_file(
     let mut roots = Vec::new();
     for col in &contract.columns {
         let Some((idx, field)) = file_schema.column_with_name(&col.name) else {
-            return Err(FlywheelError::Contract(format!(
-                "input {table}: file {shown} has no column {} (expected {}); every contract column must be present, add it (nullable columns may be all null)",
-                col.name,
-                col.ty.name()
-            )));
+            return Err(FlywheelError::input(
+                table,
+                Some(shown),
+                format!("has no column {} (expected {})", col.name, col.ty.name()),
+                "every contract column must be present: add it (nullable columns may be all null)",
+            ));
         };
         if !compatible(field.data_type(), col.ty) {
-            return Err(FlywheelError::Contract(format!(
-                "input {table}: file {shown} column {} has type {} but the contract expects {}; re-export it with a compatible type",
-                col.name,
-                field.data_type(),
-                col.ty.name()
-            )));
+            return Err(FlywheelError::input(
+                table,
+                Some(shown),
+                format!(
+                    "column {} has type {} but the contract expects {}",
+                    col.name,
+                    field.data_type(),
+                    col.ty.name()
+                ),
+                "re-export it with a compatible type",
+            ));
         }
         roots.push(idx);
     }
@@ -179,9 +182,9 @@ async fn read_file(
         batches.push(convert_batch(&batch, contract)?);
     }
     let info = InputFile {
-        path: rel,
-        size: meta.size,
-        last_modified: meta.last_modified.to_rfc3339(),
+        path: listed.path,
+        size: listed.size,
+        last_modified: listed.last_modified,
         rows,
     };
     Ok((batches, info))

@@ -1,4 +1,4 @@
--- referral_generations (intermediate: not published)
+-- int_referral_generations (intermediate: not published)
 -- Grain:    one row per accepted CRM customer.
 -- Inputs:   crm_customers (accepted rows).
 -- Contract: none (internal); consumed by referral_attribution and customer_features.

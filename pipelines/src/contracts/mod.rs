@@ -12,81 +12,74 @@ use serde::Deserialize;
 
 use crate::error::{FlywheelError, Result};
 
-/// The contracts compiled into the binary, by table name.
-const CONTRACT_FILES: &[(&str, &str)] = &[
-    (
-        "crm_customers",
-        include_str!("../../data-contracts/crm_customers.odcs.yaml"),
-    ),
-    (
-        "visits",
-        include_str!("../../data-contracts/visits.odcs.yaml"),
-    ),
-    (
-        "nps_responses",
-        include_str!("../../data-contracts/nps_responses.odcs.yaml"),
-    ),
-    (
-        "referral_events",
-        include_str!("../../data-contracts/referral_events.odcs.yaml"),
-    ),
-    (
-        "referral_attribution",
-        include_str!("../../data-contracts/referral_attribution.odcs.yaml"),
-    ),
-    (
-        "customer_features",
-        include_str!("../../data-contracts/customer_features.odcs.yaml"),
-    ),
-    (
-        "rejects",
-        include_str!("../../data-contracts/rejects.odcs.yaml"),
-    ),
-    (
-        "referral_kpis",
-        include_str!("../../data-contracts/referral_kpis.odcs.yaml"),
-    ),
-    (
-        "lifecycle_health",
-        include_str!("../../data-contracts/lifecycle_health.odcs.yaml"),
-    ),
-    (
-        "lifecycle_diagnosis",
-        include_str!("../../data-contracts/lifecycle_diagnosis.odcs.yaml"),
-    ),
-    (
-        "channel_funnel",
-        include_str!("../../data-contracts/channel_funnel.odcs.yaml"),
-    ),
-    (
-        "referrer_rewards",
-        include_str!("../../data-contracts/referrer_rewards.odcs.yaml"),
-    ),
-    (
-        "referred_vs_other",
-        include_str!("../../data-contracts/referred_vs_other.odcs.yaml"),
-    ),
-    (
-        "customer_scores",
-        include_str!("../../data-contracts/customer_scores.odcs.yaml"),
-    ),
-    (
-        "ambassador_candidates",
-        include_str!("../../data-contracts/ambassador_candidates.odcs.yaml"),
-    ),
-    (
-        "churn_alerts",
-        include_str!("../../data-contracts/churn_alerts.odcs.yaml"),
-    ),
-];
+pub mod keys;
 
-/// The inputs, in the order they are validated (the CRM first: visits and answers refer to it).
-pub const INPUTS: [&str; 4] = [
-    "crm_customers",
-    "visits",
-    "nps_responses",
-    "referral_events",
-];
+// The contracts compiled into the binary: every `data-contracts/*.odcs.yaml`, found by
+// `pipelines/build.rs` (`CONTRACT_FILES`, by table name).
+include!(concat!(env!("OUT_DIR"), "/contract_files.rs"));
+
+/// The inputs, in the order their contracts give (`flywheelValidationOrder`: the CRM first, since
+/// visits and answers refer to its accepted rows).
+pub fn inputs() -> &'static [&'static str] {
+    static INPUTS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    INPUTS.get_or_init(|| {
+        let mut found: Vec<(i64, &'static str)> = CONTRACT_FILES
+            .iter()
+            .filter_map(|(name, text)| match parse_contract(name, text).ok()?.role {
+                Role::Input { order } => Some((order, *name)),
+                Role::Published(_) => None,
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, name)| name).collect()
+    })
+}
+
+/// Every published table's contract, by name.
+pub fn published() -> Result<Vec<Contract>> {
+    let mut out = Vec::new();
+    for (name, text) in CONTRACT_FILES {
+        let c = parse_contract(name, text)?;
+        if matches!(c.role, Role::Published(_)) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// What a contract says about its table's place in the pipeline (ODCS `customProperties`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// An export the run reads; validated in ascending `order`.
+    Input { order: i64 },
+    Published(Publication),
+}
+
+/// Where and how a published table is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// `sql` (built by `sql/<table>.sql`) or the Rust step that builds it (`scoring`, `ingest`).
+    pub producer: String,
+    /// Folder below the output root; `{input}` stands for each input's name (rejects).
+    pub folder: String,
+    /// The Hive-style partition key of the folder (`dt`: the run date).
+    pub partition: String,
+    /// Also published as `<table>.csv` for the CRM (the lists).
+    pub crm_csv: bool,
+    /// For a list: the configuration key of its cooldown in days.
+    pub cooldown_setting: Option<String>,
+}
+
+impl Publication {
+    /// The folder of the table's partition for run date `date` (`{input}` filled with `input`).
+    pub fn folder_for(&self, input: &str, date: impl std::fmt::Display) -> String {
+        format!(
+            "{}/{}={date}",
+            self.folder.replace("{input}", input),
+            self.partition
+        )
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
@@ -103,7 +96,7 @@ pub enum ColType {
 }
 
 impl ColType {
-    fn parse(s: &str) -> Option<ColType> {
+    pub fn parse(s: &str) -> Option<ColType> {
         let s = s.trim().to_ascii_lowercase();
         Some(match s.as_str() {
             "string" => ColType::String,
@@ -172,6 +165,7 @@ pub struct RowRule {
 #[derive(Debug, Clone)]
 pub struct Contract {
     pub table: String,
+    pub role: Role,
     pub columns: Vec<Column>,
     pub row_rules: Vec<RowRule>,
 }
@@ -191,7 +185,9 @@ impl Contract {
     }
 
     /// Check a finished output table before it is published: exact column names, order and
-    /// types, no nulls in required columns, no duplicates in unique columns.
+    /// types, no nulls in required columns, no duplicates in unique columns, only listed values
+    /// in enumerations (`invalidValues`), values within `minimum`/`maximum`. Row rules (SQL
+    /// predicates) need the query engine: publishing checks them (`check_row_rules`).
     pub fn check_output(&self, batches: &[RecordBatch], schema: &Schema) -> Result<()> {
         let fail =
             |msg: String| FlywheelError::Internal(format!("output table {}: {msg}", self.table));
@@ -223,15 +219,65 @@ impl Contract {
                 }
             }
             if col.unique {
-                let text = crate::keys::text_column(batches, &col.name)?;
-                let repeated = crate::keys::duplicated(&text, 2)?;
+                let text = keys::text_column(batches, &col.name)?;
+                let repeated = keys::duplicated(&text, 2)?;
                 if let Some(v) = repeated.iter().min() {
                     return Err(fail(format!("unique column {} repeats {v:?}", col.name)));
+                }
+            }
+            if let Some(valid) = &col.valid_values {
+                let text = keys::text_column(batches, &col.name)?;
+                let bad = text
+                    .iter()
+                    .flat_map(|a| a.iter().flatten())
+                    .find(|v| !valid.iter().any(|ok| ok == v));
+                if let Some(v) = bad {
+                    return Err(fail(format!(
+                        "column {} holds {v:?}, which is not one of {}",
+                        col.name,
+                        valid.join(", ")
+                    )));
+                }
+            }
+            if col.minimum.is_some() || col.maximum.is_some() {
+                let (lo, hi) = numeric_range(batches, i)?;
+                if let (Some(min), Some(lo)) = (col.minimum, lo) {
+                    if lo < min {
+                        return Err(fail(format!(
+                            "column {} holds {lo}, below the minimum {min}",
+                            col.name
+                        )));
+                    }
+                }
+                if let (Some(max), Some(hi)) = (col.maximum, hi) {
+                    if hi > max {
+                        return Err(fail(format!(
+                            "column {} holds {hi}, above the maximum {max}",
+                            col.name
+                        )));
+                    }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The smallest and largest non-null value of column `i` as f64 (None when all are null).
+fn numeric_range(batches: &[RecordBatch], i: usize) -> Result<(Option<f64>, Option<f64>)> {
+    let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
+    for b in batches {
+        let values = arrow::compute::cast(b.column(i), &DataType::Float64)?;
+        let values = values
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .ok_or_else(|| FlywheelError::internal("a cast to Float64 gave another type"))?;
+        for v in values.iter().flatten() {
+            lo = Some(lo.map_or(v, |l: f64| l.min(v)));
+            hi = Some(hi.map_or(v, |h: f64| h.max(v)));
+        }
+    }
+    Ok((lo, hi))
 }
 
 /// Load a contract by table name.
@@ -243,7 +289,7 @@ pub fn contract(table: &str) -> Result<Contract> {
     parse_contract(table, text)
 }
 
-/// All contract texts, for tests and `flywheel contracts`.
+/// Every contract's text by table name (for tests and tools).
 pub fn contract_texts() -> &'static [(&'static str, &'static str)] {
     CONTRACT_FILES
 }
@@ -252,7 +298,43 @@ pub fn contract_texts() -> &'static [(&'static str, &'static str)] {
 struct Odcs {
     #[serde(rename = "apiVersion")]
     api_version: String,
+    #[serde(rename = "customProperties", default)]
+    custom: Vec<OdcsCustomProperty>,
     schema: Vec<OdcsObject>,
+}
+
+#[derive(Deserialize)]
+struct OdcsCustomProperty {
+    property: String,
+    value: serde_yaml::Value,
+}
+
+/// The table's role from the contract's `flywheel*` custom properties.
+fn role(custom: &[OdcsCustomProperty], bad: &dyn Fn(String) -> FlywheelError) -> Result<Role> {
+    let get = |key: &str| custom.iter().find(|p| p.property == key).map(|p| &p.value);
+    let text = |key: &str| -> Result<String> {
+        get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| bad(format!("customProperties needs a text {key}")))
+    };
+    match text("flywheelRole")?.as_str() {
+        "input" => Ok(Role::Input {
+            order: get("flywheelValidationOrder")
+                .and_then(|v| v.as_i64())
+                .ok_or_else(|| bad("an input needs an integer flywheelValidationOrder".into()))?,
+        }),
+        "published" => Ok(Role::Published(Publication {
+            producer: text("flywheelProducer")?,
+            folder: text("flywheelFolder")?,
+            partition: text("flywheelPartition")?,
+            crm_csv: get("flywheelCrmExport").and_then(|v| v.as_str()) == Some("csv"),
+            cooldown_setting: text("flywheelCooldownSetting").ok(),
+        })),
+        other => Err(bad(format!(
+            "flywheelRole {other:?} is neither input nor published"
+        ))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -305,6 +387,7 @@ struct OdcsQuality {
 pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
     let bad = |m: String| FlywheelError::internal(format!("data-contracts/{table}.odcs.yaml: {m}"));
     let odcs: Odcs = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let role = role(&odcs.custom, &bad)?;
     if !odcs.api_version.starts_with("v3") {
         return Err(bad(format!(
             "apiVersion {} is not ODCS v3",
@@ -365,6 +448,7 @@ pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
         .collect();
     Ok(Contract {
         table: table.to_string(),
+        role,
         columns,
         row_rules,
     })

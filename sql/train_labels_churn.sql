@@ -1,4 +1,4 @@
--- labels_churn (training: not part of the nightly run)
+-- train_labels_churn (training: not part of the nightly run)
 -- Grain:    one row per customer with at least one visit in the year before the snapshot T (the
 --           churn population), with the features at T.
 -- Inputs:   snapshot_features (customer_features evaluated at T), visits.
@@ -9,7 +9,7 @@ returning AS (
     SELECT DISTINCT customer_id
     FROM visits
     WHERE CAST(visit_ts AS BIGINT) >= ${snapshot_ns}
-      AND CAST(visit_ts AS BIGINT) < ${snapshot_ns} + ${churn_horizon_days} * 86400000000000
+      AND CAST(visit_ts AS BIGINT) < ${snapshot_ns} + ${churn_horizon_days} * ${day_ns}
 ),
 final AS (
     SELECT f.*, r.customer_id IS NULL AS label

@@ -1,8 +1,8 @@
--- referrals (intermediate: not published)
+-- int_referrals (intermediate: not published)
 -- Grain:    one row per `signup` event before as_of, of every referrer. Opted-out referrers are
 --           kept here so that every aggregate (KPIs, funnels) still counts their referrals; the
 --           person-level table referral_attribution leaves them out.
--- Inputs:   referral_signups (flags and eligibility), referral_events (rewards).
+-- Inputs:   int_referral_signups (flags and eligibility), referral_events (rewards).
 -- Contract: none (internal); referral_attribution publishes its person-level columns.
 -- Rules:    domain.md, "Referral attribution" and "Reward ladder". Durations are compared in
 --           exact nanoseconds; a UTC day is 86,400 s.
@@ -13,12 +13,12 @@ conversion_order AS (
     SELECT signup_event_id,
            ROW_NUMBER() OVER (PARTITION BY referrer_id
                               ORDER BY first_service_ns, signup_ns, referee_key) AS conversion_seq
-    FROM referral_signups
+    FROM int_referral_signups
     WHERE eligible
 ),
 sequenced AS (
     SELECT s.*, o.conversion_seq
-    FROM referral_signups s
+    FROM int_referral_signups s
     LEFT JOIN conversion_order o ON o.signup_event_id = s.signup_event_id
 ),
 -- The reward of a converted, non-duplicate row: the earliest reward_issued of the same key at or
@@ -30,7 +30,7 @@ rewards AS (
                e.event_ts AS reward_ts, e.reward_points,
                ROW_NUMBER() OVER (PARTITION BY s.signup_event_id
                                   ORDER BY CAST(e.event_ts AS BIGINT), e.event_id) AS rn
-        FROM referral_signups s
+        FROM int_referral_signups s
         JOIN referral_events e ON e.referee_key = s.referee_key AND e.event_type = 'reward_issued'
                               AND e.event_ts < ${as_of}
                               AND CAST(e.event_ts AS BIGINT) >= s.first_service_ns
@@ -70,6 +70,7 @@ final AS (
            existing_customer,
            velocity,
            duplicate_signup,
+           unflagged,
            eligible,
            CAST(referrer_generation AS INT) AS referrer_generation,
            CAST(conversion_seq AS INT) AS conversion_seq,
@@ -80,9 +81,9 @@ final AS (
            CASE
                WHEN NOT eligible AND reward_event_id IS NULL THEN 'none'
                WHEN NOT eligible THEN 'issued_unearned'
-               WHEN reward_event_id IS NOT NULL AND reward_ns - first_service_ns <= 86400000000000 THEN 'issued_on_time'
+               WHEN reward_event_id IS NOT NULL AND reward_ns - first_service_ns <= ${day_ns} THEN 'issued_on_time'
                WHEN reward_event_id IS NOT NULL THEN 'issued_late'
-               WHEN first_service_ns + 86400000000000 >= ${as_of_ns} THEN 'pending'
+               WHEN first_service_ns + ${day_ns} >= ${as_of_ns} THEN 'pending'
                ELSE 'owed'
            END AS reward_status,
            referrer_opted_out,

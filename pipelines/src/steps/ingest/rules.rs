@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::contracts::{ColType, Contract};
 use crate::error::{FlywheelError, Result};
-use crate::inputs::{file_of_row, LoadedInput, CONVERSION_ERRORS, ROW_NUMBER};
-use crate::keys;
+use super::read::{file_of_row, InputFile, LoadedInput, CONVERSION_ERRORS, ROW_NUMBER};
+use crate::contracts::keys;
 
 /// The column of quarantined rows that names the file each came from.
 const SOURCE_FILE: &str = "_source_file";
@@ -61,10 +61,9 @@ fn missing_mark(column: &str) -> String {
     format!("_fk_{column}")
 }
 
-/// The SQL that returns the raw rows that break a rule, with their row number and `_reasons`.
-/// Unique and foreign keys are read from the boolean mark columns `mark_keys` adds.
-pub fn rule_sql(contract: &Contract, raw: &str) -> String {
-    // (condition, reason): a row breaks the rule when the condition is true (null is not).
+/// Every rule of `contract` as (condition, reason): a row breaks the rule when the condition is
+/// true (null is not).
+fn rules(contract: &Contract) -> Vec<(String, String)> {
     let mut rules: Vec<(String, String)> = Vec::new();
     for col in &contract.columns {
         let c = format!("r.{}", quote_ident(&col.name));
@@ -123,6 +122,13 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
             format!("rule {} broken", rule.name),
         ));
     }
+    rules
+}
+
+/// The SQL that returns the raw rows that break a rule, with their row number and `_reasons`.
+/// Unique and foreign keys are read from the boolean mark columns `mark_keys` adds.
+pub fn rule_sql(contract: &Contract, raw: &str) -> String {
+    let rules = rules(contract);
     let cols = contract
         .columns
         .iter()
@@ -236,8 +242,56 @@ pub async fn validate_input(
     partitions: usize,
 ) -> Result<(InputCheck, Vec<RecordBatch>)> {
     let table = &contract.table;
-    let raw = format!("raw_{table}");
     let rows: u64 = loaded.batches.iter().map(|b| b.num_rows() as u64).sum();
+    let (planned, broken) = broken_rows(ctx, contract, &loaded, partitions).await?;
+    let mut bad = BTreeSet::new();
+    for b in &broken {
+        let numbers = b
+            .column_by_name(ROW_NUMBER)
+            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _row"))?;
+        bad.extend(numbers.as_primitive::<Int64Type>().values().iter().copied());
+    }
+    let files = loaded.files;
+    let (schema, accepted, used) = accepted_rows(contract, loaded.batches, &bad, as_of_ns)?;
+    ctx.register_table(
+        table.as_str(),
+        Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
+    )?;
+    let checked_name = format!("checked_{table}");
+    register_checked(ctx, &checked_name, planned, broken, &files)?;
+    let rejects = quarantine(ctx, contract, &checked_name).await?;
+    let top_reasons = top_reasons(ctx, &checked_name).await;
+    ctx.deregister_table(&checked_name)?;
+    let top_reasons = top_reasons?;
+    let rejected: u64 = rejects.iter().map(|b| b.num_rows() as u64).sum();
+    let reject_share = if rows == 0 {
+        0.0
+    } else {
+        rejected as f64 / rows as f64
+    };
+    Ok((
+        InputCheck {
+            input: table.clone(),
+            rows,
+            rejected,
+            reject_share,
+            used,
+            top_reasons,
+        },
+        rejects,
+    ))
+}
+
+/// The raw rows that break a rule (with `_row` and `_reasons`), and the schema the rule SQL
+/// plans (for when no row breaks one).
+async fn broken_rows(
+    ctx: &SessionContext,
+    contract: &Contract,
+    loaded: &LoadedInput,
+    partitions: usize,
+) -> Result<(Schema, Vec<RecordBatch>)> {
+    let table = &contract.table;
+    let raw = format!("raw_{table}");
     let (marked_schema, marked) =
         mark_keys(ctx, contract, &loaded.batches, &loaded.schema, partitions).await?;
     ctx.register_table(
@@ -246,44 +300,32 @@ pub async fn validate_input(
     )?;
     let broken = async {
         let sql = rule_sql(contract, &raw);
-        crate::run::explain_if_asked(ctx, &format!("rules:{table}"), &sql).await?;
+        crate::engine::runner::explain_if_asked(ctx, &format!("rules:{table}"), &sql).await?;
         let df = ctx.sql(&sql).await?;
         let planned = df.schema().as_arrow().clone();
         Ok::<_, FlywheelError>((planned, df.collect().await?))
     }
     .await;
     ctx.deregister_table(&raw)?;
-    let (planned, broken) = broken?;
-    let mut bad = BTreeSet::new();
-    for b in &broken {
-        let numbers = b
-            .column_by_name(ROW_NUMBER)
-            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _row"))?;
-        bad.extend(numbers.as_primitive::<Int64Type>().values().iter().copied());
-    }
+    broken
+}
 
+/// The loaded batches without the broken rows (by row number) and, for a log input, without the
+/// rows at or after as_of, in the contract's schema. Returns that schema, the batches and their
+/// row count.
+fn accepted_rows(
+    contract: &Contract,
+    batches: Vec<RecordBatch>,
+    bad: &BTreeSet<i64>,
+    as_of_ns: i64,
+) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+    let table = &contract.table;
     let schema = contract.schema();
     let time_column = event_time_column(table);
-    let mut accepted = Vec::with_capacity(loaded.batches.len());
+    let mut accepted = Vec::with_capacity(batches.len());
     let mut used = 0u64;
-    for batch in loaded.batches {
-        let numbers = batch
-            .column_by_name(ROW_NUMBER)
-            .ok_or_else(|| FlywheelError::internal("staged input without _row"))?
-            .as_primitive::<Int64Type>()
-            .clone();
-        let mut keep: Option<BooleanArray> = None;
-        if let (Some(first), Some(last)) = (numbers.values().first(), numbers.values().last()) {
-            if bad.range(*first..=*last).next().is_some() {
-                keep = Some(
-                    numbers
-                        .values()
-                        .iter()
-                        .map(|n| Some(!bad.contains(n)))
-                        .collect(),
-                );
-            }
-        }
+    for batch in batches {
+        let mut keep = without_rows(&batch, bad)?;
         if let Some(t) = time_column {
             let ts = batch.column_by_name(t).ok_or_else(|| {
                 FlywheelError::internal(format!("{table}: no event-time column {t}"))
@@ -319,13 +361,38 @@ pub async fn validate_input(
             ))
         })?);
     }
-    ctx.register_table(
-        table.as_str(),
-        Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
-    )?;
+    Ok((schema, accepted, used))
+}
 
-    // The broken rows with the file each came from.
-    let checked_name = format!("checked_{table}");
+/// A filter that drops the rows of `batch` whose number is in `bad` (None: keep them all).
+fn without_rows(batch: &RecordBatch, bad: &BTreeSet<i64>) -> Result<Option<BooleanArray>> {
+    let numbers = batch
+        .column_by_name(ROW_NUMBER)
+        .ok_or_else(|| FlywheelError::internal("staged input without _row"))?
+        .as_primitive::<Int64Type>();
+    let (Some(first), Some(last)) = (numbers.values().first(), numbers.values().last()) else {
+        return Ok(None);
+    };
+    if bad.range(*first..=*last).next().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        numbers
+            .values()
+            .iter()
+            .map(|n| Some(!bad.contains(n)))
+            .collect(),
+    ))
+}
+
+/// Register the broken rows with the file each came from as `name`.
+fn register_checked(
+    ctx: &SessionContext,
+    name: &str,
+    planned: Schema,
+    broken: Vec<RecordBatch>,
+    files: &[InputFile],
+) -> Result<()> {
     let checked_schema = {
         let base = broken
             .first()
@@ -338,12 +405,14 @@ pub async fn validate_input(
     let checked = broken
         .into_iter()
         .map(|b| {
-            let numbers = b.column_by_name(ROW_NUMBER).expect("checked above");
+            let numbers = b
+                .column_by_name(ROW_NUMBER)
+                .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _row"))?;
             let files: StringArray = numbers
                 .as_primitive::<Int64Type>()
                 .values()
                 .iter()
-                .map(|n| Some(file_of_row(&loaded.files, *n)))
+                .map(|n| Some(file_of_row(files, *n)))
                 .collect();
             let mut columns = b.columns().to_vec();
             columns.push(Arc::new(files));
@@ -351,11 +420,19 @@ pub async fn validate_input(
         })
         .collect::<Result<Vec<_>>>()?;
     ctx.register_table(
-        &checked_name,
+        name,
         Arc::new(MemTable::try_new(checked_schema, vec![checked])?),
     )?;
+    Ok(())
+}
 
-    // Quarantined rows as one fixed schema for every input.
+/// The quarantined rows of the checked table `checked`, in the one schema every input's rejects
+/// share (input, source_file, record_key, record, reasons).
+async fn quarantine(
+    ctx: &SessionContext,
+    contract: &Contract,
+    checked: &str,
+) -> Result<Vec<RecordBatch>> {
     let record = contract
         .columns
         .iter()
@@ -374,52 +451,38 @@ pub async fn validate_input(
         .find(|c| c.unique)
         .map(|c| quote_ident(&c.name))
         .unwrap_or("NULL".into());
-    let rejects = ctx
+    Ok(ctx
         .sql(&format!(
             "SELECT {input} AS input, {SOURCE_FILE} AS source_file, CAST({key} AS VARCHAR) AS record_key, \
              concat_ws(', ', {record}) AS record, _reasons AS reasons \
-             FROM {checked_name} WHERE _reasons <> '' ORDER BY source_file, record_key, record",
-            input = quote_str(table)
+             FROM {checked} WHERE _reasons <> '' ORDER BY source_file, record_key, record",
+            input = quote_str(&contract.table)
         ))
         .await?
         .collect()
-        .await?;
-    let rejected: u64 = rejects.iter().map(|b| b.num_rows() as u64).sum();
+        .await?)
+}
 
+/// The five most frequent reasons of the checked table `checked`, with their counts.
+async fn top_reasons(ctx: &SessionContext, checked: &str) -> Result<Vec<(String, u64)>> {
     let top = ctx
         .sql(&format!(
             "SELECT reason, COUNT(*) AS n FROM (SELECT unnest(string_to_array(_reasons, '; ')) AS reason \
-             FROM {checked_name} WHERE _reasons <> '') GROUP BY reason ORDER BY n DESC, reason LIMIT 5"
+             FROM {checked} WHERE _reasons <> '') GROUP BY reason ORDER BY n DESC, reason LIMIT 5"
         ))
         .await?
         .collect()
         .await?;
-    let mut top_reasons = Vec::new();
+    let mut out = Vec::new();
     for b in &top {
-        let reasons = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let reasons = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
         let reasons = reasons.as_string::<i32>();
-        let counts = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+        let counts = b.column(1).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
-            top_reasons.push((reasons.value(i).to_string(), counts.value(i) as u64));
+            out.push((reasons.value(i).to_string(), counts.value(i) as u64));
         }
     }
-    ctx.deregister_table(&checked_name)?;
-    let reject_share = if rows == 0 {
-        0.0
-    } else {
-        rejected as f64 / rows as f64
-    };
-    Ok((
-        InputCheck {
-            input: table.clone(),
-            rows,
-            rejected,
-            reject_share,
-            used,
-            top_reasons,
-        },
-        rejects,
-    ))
+    Ok(out)
 }
 
 /// Spread batches over `n` partitions (round robin, so the order within each is stable).

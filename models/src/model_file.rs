@@ -1,0 +1,136 @@
+//! The model file format (`models/<target>/<version>/model.json`), its content-addressed version,
+//! the promotion rule and score deciles: everything about a model version that is pure data.
+//! Where the files live is the pipeline's business, not this crate's.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FitSettings, Metrics, Model};
+
+/// The format number written in every model file.
+pub const FORMAT: u32 = 1;
+
+/// What `models/<target>/<version>/model.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub format: u32,
+    pub target: String,
+    pub version: String,
+    pub model: Model,
+    pub settings: FitSettings,
+    pub horizon_days: i64,
+    pub as_of: String,
+    pub train_snapshot: String,
+    pub holdout_snapshot: String,
+    pub train_rows: u64,
+    pub holdout_metrics: Metrics,
+    pub input_fingerprint: String,
+    pub libraries: BTreeMap<String, String>,
+}
+
+impl ModelFile {
+    /// The content-addressed version `<as_of YYYYMMDD>-<fnv1a of the file with an empty version>`:
+    /// the same inputs and settings give the same file and name.
+    pub fn content_version(&self, as_of_yyyymmdd: &str) -> String {
+        let mut blank = self.clone();
+        blank.version = String::new();
+        let body = serde_json::to_vec(&blank).expect("a model file serialises");
+        format!("{as_of_yyyymmdd}-{:016x}", fnv1a(&body))
+    }
+}
+
+/// FNV-1a, 64 bit: a stable hash for versions and fingerprints.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// The promotion rule: holdout ROC AUC at least the champion's minus 0.005 and Brier score not
+/// worse by more than 10%.
+pub fn promotion_decision(
+    challenger: &Metrics,
+    champion: &Metrics,
+    champion_version: &str,
+) -> (bool, String) {
+    let auc_ok = challenger.roc_auc >= champion.roc_auc - 0.005;
+    let brier_ok = challenger.brier <= champion.brier * 1.10;
+    let detail = format!(
+        "challenger AUC {:.4} vs champion {champion_version} {:.4}; Brier {:.4} vs {:.4}",
+        challenger.roc_auc, champion.roc_auc, challenger.brier, champion.brier
+    );
+    match (auc_ok, brier_ok) {
+        (true, true) => (true, format!("promoted: {detail}")),
+        (false, _) => (
+            false,
+            format!("kept as challenger: AUC more than 0.005 below the champion's ({detail})"),
+        ),
+        (true, false) => (
+            false,
+            format!("kept as challenger: Brier more than 10% worse ({detail})"),
+        ),
+    }
+}
+
+/// Decile 1 = the highest tenth of the scored customers (ties: customer_id), null when unscored.
+pub fn deciles(p: &[Option<f64>], ids: &[String]) -> Vec<Option<i32>> {
+    let mut idx: Vec<usize> = (0..p.len()).filter(|i| p[*i].is_some()).collect();
+    idx.sort_by(|a, b| {
+        p[*b]
+            .unwrap()
+            .total_cmp(&p[*a].unwrap())
+            .then_with(|| ids[*a].cmp(&ids[*b]))
+    });
+    let n = idx.len();
+    let mut out = vec![None; p.len()];
+    for (rank, i) in idx.into_iter().enumerate() {
+        out[i] = Some((rank * 10 / n.max(1)) as i32 + 1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::evaluate;
+
+    fn metrics(auc: f64, brier: f64) -> Metrics {
+        let mut m = evaluate(&[0.9, 0.1], &[true, false]);
+        m.roc_auc = auc;
+        m.brier = brier;
+        m
+    }
+
+    #[test]
+    fn promotion_rule_better_equal_worse() {
+        let champion = metrics(0.80, 0.100);
+        assert!(
+            promotion_decision(&metrics(0.82, 0.095), &champion, "c").0,
+            "better"
+        );
+        assert!(
+            promotion_decision(&metrics(0.80, 0.100), &champion, "c").0,
+            "equal"
+        );
+        assert!(
+            promotion_decision(&metrics(0.7951, 0.109), &champion, "c").0,
+            "within tolerance"
+        );
+        let (ok, why) = promotion_decision(&metrics(0.7949, 0.100), &champion, "c");
+        assert!(!ok && why.contains("AUC"), "{why}");
+        let (ok, why) = promotion_decision(&metrics(0.81, 0.111), &champion, "c");
+        assert!(!ok && why.contains("Brier"), "{why}");
+    }
+
+    #[test]
+    fn deciles_rank_highest_first_with_ties_by_id() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let d = deciles(&[Some(0.1), Some(0.9), None, Some(0.9)], &ids);
+        assert_eq!(d, vec![Some(7), Some(1), None, Some(4)]);
+    }
+}

@@ -1,0 +1,215 @@
+//! The nightly run: load the champion models, read and validate the inputs, run the SQL jobs in
+//! dependency order with the scoring step between those that need the scores, check every output
+//! against its contract, publish atomically, write the manifest. It never trains: a target
+//! without a champion stops the run (exit 5) unless `allow_missing_models` is set.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, Utc};
+use datafusion::prelude::SessionContext;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::contracts::{self, Role};
+use crate::engine::catalog::{self, Job};
+use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
+use crate::error::{FlywheelError, Result};
+use crate::steps::ingest::{self, ValidatedInputs};
+use crate::steps::presenting::report;
+use crate::steps::publishing::{self, earlier, Manifest};
+use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
+use crate::storage::Root;
+
+/// What a finished run returns: its manifest, where the manifest is, and every table it computed.
+pub struct RunReport {
+    pub manifest: Manifest,
+    pub manifest_path: String,
+    pub tables: BTreeMap<String, Table>,
+}
+
+/// Notes of a run. `scorer`: about the models (their history, not the data): manifest only, so
+/// the report stays byte-identical on reruns. `data`: about the data (e.g. referred_by cycles):
+/// manifest and report.
+#[derive(Default)]
+struct Notes {
+    scorer: Vec<String>,
+    data: Vec<String>,
+}
+
+/// The nightly entry point: run date `date` with configuration `cfg`.
+pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
+    let started_at = Utc::now();
+    let run_date = RunDate::new(date, cfg)?;
+    let input = Root::parse(&cfg.input)?;
+    let output = Root::parse(&cfg.output)?;
+    let mut stages = Stages::default();
+    let mut notes = Notes::default();
+    let ctx = session(cfg)?;
+
+    let registry = Registry::open(cfg)?;
+    let models = champions(&registry, cfg.allow_missing_models, &mut notes.scorer).await?;
+
+    let t = stages.start();
+    let validated = ingest::load_inputs(&ctx, cfg, &input, &run_date).await?;
+    stages.done("load_and_validate_inputs", t);
+    ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
+
+    let tables = compute(&ctx, cfg, &run_date, &output, &models, &mut stages).await?;
+    if let Some(g) = tables.get(GENERATIONS) {
+        let cycles = g.null_count("generation");
+        if cycles > 0 {
+            let msg = format!(
+                "{cycles} customers are on a referred_by cycle (or their chain reaches one): their generation is null"
+            );
+            warn!("{msg}");
+            notes.data.push(msg);
+        }
+    }
+
+    let t = stages.start();
+    let run_id = format!(
+        "{}-{}",
+        run_date,
+        started_at.timestamp_nanos_opt().unwrap_or_default()
+    );
+    let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
+    publishing::check(&ctx, &outputs).await?;
+    let champions: BTreeMap<String, ModelFile> = models
+        .iter()
+        .map(|(t, f)| (t.name().to_string(), f.clone()))
+        .collect();
+    let html = report::html(&report::ReportInput {
+        date: run_date.to_string(),
+        tables: &tables,
+        champions: &champions,
+        checks: &validated.checks,
+        warnings: &notes.data,
+    });
+    let report_file = (format!("reports/dt={run_date}"), html.into());
+    let (published, files) =
+        publishing::publish(&output, &run_id, &outputs, report_file, cfg.target_partitions)
+            .await?;
+    stages.done("publish", t);
+
+    let ValidatedInputs { checks, files: inputs, .. } = validated;
+    let manifest = Manifest {
+        flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id,
+        run_date: run_date.to_string(),
+        as_of: run_date.as_of_rfc3339(),
+        started_at: started_at.to_rfc3339(),
+        input: input.url.clone(),
+        output: output.url.clone(),
+        inputs,
+        contract_checks: checks,
+        tables: published,
+        files,
+        warnings: notes.scorer.into_iter().chain(notes.data).collect(),
+        config: cfg.clone(),
+        model_versions: champions
+            .iter()
+            .map(|(t, f)| (t.clone(), f.version.clone()))
+            .collect(),
+        stages: stages.0,
+    };
+    let manifest_path = publishing::manifest::write(&output, &manifest).await?;
+    info!(manifest = %manifest_path, "run published");
+    Ok(RunReport {
+        manifest,
+        manifest_path,
+        tables,
+    })
+}
+
+/// The intermediate table whose null generations mark referred_by cycles.
+const GENERATIONS: &str = "int_referral_generations";
+
+/// The champion of every target, as read back from its file. A target without one stops the
+/// run unless `allow_missing` (then its scores are null, said in `notes`).
+async fn champions(
+    registry: &Registry,
+    allow_missing: bool,
+    notes: &mut Vec<String>,
+) -> Result<BTreeMap<Target, ModelFile>> {
+    let mut out = BTreeMap::new();
+    for (target, champion) in registry::champions(registry).await? {
+        match champion.version {
+            Some(v) => {
+                out.insert(target, registry.load(target, &v).await?);
+            }
+            None if allow_missing => {
+                let msg = format!(
+                    "{} scores are null: no champion model (allow_missing_models is set); train one with `flywheel train --target {}`",
+                    target.name(),
+                    target.name()
+                );
+                warn!("{msg}");
+                notes.push(msg);
+            }
+            None => {
+                return Err(FlywheelError::MissingModel {
+                    target: target.name().to_string(),
+                    registry: registry.location(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every table of the run: the SQL jobs that do not need the scores, the scoring step, the lists
+/// of earlier run dates, then the jobs that need the scores. Inputs and intermediate tables are
+/// let go after their last reader.
+async fn compute(
+    ctx: &SessionContext,
+    cfg: &Config,
+    run_date: &RunDate,
+    output: &Root,
+    models: &BTreeMap<Target, ModelFile>,
+    stages: &mut Stages,
+) -> Result<BTreeMap<String, Table>> {
+    let p = params(cfg, run_date);
+    let jobs = catalog::nightly_jobs()?;
+    let (late, early): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.needs_scores());
+    let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
+    let release = Release::plan(&ordered, contracts::inputs(), &[GENERATIONS]);
+    let mut tables = BTreeMap::new();
+    run_jobs(ctx, &early, &p, stages, &mut tables, &release).await?;
+
+    let t = stages.start();
+    let features = tables
+        .get(scoring::training_set::FEATURES)
+        .ok_or_else(|| FlywheelError::internal("customer_features was not computed"))?;
+    let scores = scoring::score::score(features, models, cfg.target_partitions)?;
+    scores.register(ctx, catalog::SCORES)?;
+    tables.insert(catalog::SCORES.to_string(), scores);
+    stages.done("score", t);
+
+    let t = stages.start();
+    register_previous_lists(ctx, cfg, output, run_date).await?;
+    stages.done("previous_lists", t);
+    run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
+    Ok(tables)
+}
+
+/// Register `previous_<list>` for every list with a cooldown: its rows of earlier run dates
+/// within the cooldown, read from the output store.
+async fn register_previous_lists(
+    ctx: &SessionContext,
+    cfg: &Config,
+    output: &Root,
+    run_date: &RunDate,
+) -> Result<()> {
+    for contract in contracts::published()? {
+        let Role::Published(publication) = &contract.role else {
+            continue;
+        };
+        let Some(setting) = &publication.cooldown_setting else {
+            continue;
+        };
+        let cooldown = cfg.integer(setting)?;
+        let previous = earlier::previous_list(output, publication, run_date, cooldown).await?;
+        previous.register(ctx, &catalog::previous(&contract.table))?;
+    }
+    Ok(())
+}

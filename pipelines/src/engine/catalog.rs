@@ -1,0 +1,290 @@
+//! The catalog of SQL jobs: every file in `sql/` (embedded at build time by `pipelines/build.rs`),
+//! one job per table. Like dbt's `ref()`, a job's inputs are the table names its text mentions,
+//! and jobs run in an order where each comes after what it reads. A file's name says its layer,
+//! as dbt's naming does:
+//! - `int_<name>.sql`: an intermediate table of the nightly run, registered for later jobs and
+//!   never published;
+//! - `train_<name>.sql`: a training-set query, run by training only;
+//! - any other name: a published table, whose contract (`data-contracts/<name>.odcs.yaml`) says
+//!   where and how it is published.
+//!
+//! The tables Rust steps provide (the scores, the lists of earlier run dates) are named by the
+//! contracts too: a published table whose producer is not `sql`, and `previous_<list>` for each
+//! list with a cooldown.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::contracts::{self, Role};
+use crate::error::{FlywheelError, Result};
+
+include!(concat!(env!("OUT_DIR"), "/sql_files.rs"));
+
+/// Which layer a job belongs to, from its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Intermediate,
+    Training,
+    Published,
+}
+
+impl Layer {
+    fn of(name: &str) -> Layer {
+        if name.starts_with("int_") {
+            Layer::Intermediate
+        } else if name.starts_with("train_") {
+            Layer::Training
+        } else {
+            Layer::Published
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub sql: String,
+    pub layer: Layer,
+    pub reads: BTreeSet<String>,
+}
+
+impl Job {
+    pub fn publish(&self) -> bool {
+        self.layer == Layer::Published
+    }
+
+    /// Whether the job needs the scores (and so runs after the scoring step).
+    pub fn needs_scores(&self) -> bool {
+        self.reads.contains(SCORES)
+    }
+}
+
+/// The table the scoring step provides.
+pub const SCORES: &str = "customer_scores";
+
+/// The name under which the rows of `list` published on earlier run dates are registered.
+pub fn previous(list: &str) -> String {
+    format!("previous_{list}")
+}
+
+/// Tables that Rust steps provide: published tables not built by SQL (the scores; the rejects
+/// are not read by any job), and `previous_<list>` for every list with a cooldown.
+pub fn rust_tables() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for c in contracts::published()? {
+        if let Role::Published(p) = &c.role {
+            if p.producer == "scoring" {
+                out.push(c.table.clone());
+            }
+            if p.cooldown_setting.is_some() {
+                out.push(previous(&c.table));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The jobs of the nightly run (intermediate and published), each after the tables it reads.
+pub fn nightly_jobs() -> Result<Vec<Job>> {
+    let all = all_jobs()?;
+    Ok(all
+        .into_iter()
+        .filter(|j| j.layer != Layer::Training)
+        .collect())
+}
+
+/// The jobs needed to compute `targets` (and nothing else), in run order.
+pub fn jobs_for(targets: &[&str]) -> Result<Vec<Job>> {
+    let all = nightly_jobs()?;
+    let mut needed: BTreeSet<String> = targets.iter().map(|t| t.to_string()).collect();
+    for job in all.iter().rev() {
+        if needed.contains(&job.name) {
+            needed.extend(job.reads.iter().cloned());
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|j| needed.contains(&j.name))
+        .collect())
+}
+
+/// A training-set job by name (`train_<name>.sql`).
+pub fn training_job(name: &str) -> Result<Job> {
+    all_jobs()?
+        .into_iter()
+        .find(|j| j.name == name && j.layer == Layer::Training)
+        .ok_or_else(|| FlywheelError::internal(format!("no training job sql/{name}.sql")))
+}
+
+/// Every job, in an order where each job comes after the tables it reads.
+pub fn all_jobs() -> Result<Vec<Job>> {
+    let rust = rust_tables()?;
+    let inputs = contracts::inputs();
+    let known: BTreeSet<&str> = SQL_FILES
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(inputs.iter().copied())
+        .chain(rust.iter().map(String::as_str))
+        .chain(["snapshot_features"])
+        .collect();
+    let mut jobs: BTreeMap<String, Job> = BTreeMap::new();
+    for (name, sql) in SQL_FILES {
+        let header = sql.lines().next().unwrap_or_default();
+        if !header.starts_with(&format!("-- {name}")) {
+            return Err(FlywheelError::internal(format!(
+                "sql/{name}.sql must open with `-- {name}`"
+            )));
+        }
+        let reads = identifiers(sql)
+            .into_iter()
+            .filter(|id| id != name && known.contains(id.as_str()))
+            .collect();
+        jobs.insert(
+            name.to_string(),
+            Job {
+                name: name.to_string(),
+                sql: sql.to_string(),
+                layer: Layer::of(name),
+                reads,
+            },
+        );
+    }
+    let provided = inputs
+        .iter()
+        .map(|s| s.to_string())
+        .chain(rust)
+        .chain(["snapshot_features".to_string()]);
+    order(jobs, provided.collect())
+}
+
+/// Kahn's algorithm, ties broken by name so the order is stable.
+fn order(mut pending: BTreeMap<String, Job>, mut done: BTreeSet<String>) -> Result<Vec<Job>> {
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let ready: Vec<String> = pending
+            .values()
+            .filter(|j| j.reads.iter().all(|r| done.contains(r)))
+            .map(|j| j.name.clone())
+            .collect();
+        if ready.is_empty() {
+            let names: Vec<&String> = pending.keys().collect();
+            return Err(FlywheelError::internal(format!(
+                "SQL jobs read each other in a cycle: {names:?}"
+            )));
+        }
+        for name in ready {
+            if let Some(job) = pending.remove(&name) {
+                done.insert(name);
+                out.push(job);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Identifiers outside comments and string literals.
+fn identifiers(sql: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in sql.lines() {
+        let code = line.split("--").next().unwrap_or_default();
+        let mut in_string = false;
+        let mut word = String::new();
+        for ch in code.chars().chain(std::iter::once(' ')) {
+            if ch == '\'' {
+                in_string = !in_string;
+                word.clear();
+                continue;
+            }
+            if in_string {
+                continue;
+            }
+            if ch.is_ascii_alphanumeric() || ch == '_' {
+                word.push(ch.to_ascii_lowercase());
+            } else if !word.is_empty() {
+                out.insert(std::mem::take(&mut word));
+            }
+        }
+    }
+    out
+}
+
+/// Replace `${name}` placeholders with SQL literals. An unknown placeholder is a bug.
+pub fn bind(job: &Job, params: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::with_capacity(job.sql.len());
+    let mut rest = job.sql.as_str();
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or_else(|| {
+            FlywheelError::internal(format!("sql/{}.sql: unclosed ${{", job.name))
+        })?;
+        let key = &rest[start + 2..start + end];
+        let value = params.get(key).ok_or_else(|| {
+            FlywheelError::internal(format!(
+                "sql/{}.sql: unknown parameter ${{{key}}}",
+                job.name
+            ))
+        })?;
+        out.push_str(value);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_come_after_what_they_read() {
+        let jobs = nightly_jobs().unwrap();
+        let pos = |n: &str| jobs.iter().position(|j| j.name == n).unwrap();
+        assert!(pos("int_referral_generations") < pos("int_referral_signups"));
+        assert!(pos("int_referral_signups") < pos("int_referrals"));
+        assert!(pos("int_referrals") < pos("referral_attribution"));
+        assert!(pos("int_referral_signups") < pos("customer_features"));
+        let attribution = &jobs[pos("referral_attribution")];
+        assert!(attribution.publish());
+        assert_eq!(
+            attribution.reads.iter().collect::<Vec<_>>(),
+            vec!["int_referrals"]
+        );
+        assert!(!jobs[pos("int_referrals")].publish());
+        assert!(jobs.iter().all(|j| j.layer != Layer::Training));
+    }
+
+    #[test]
+    fn jobs_for_a_table_are_exactly_its_ancestors() {
+        let names: Vec<String> = jobs_for(&["customer_features"])
+            .unwrap()
+            .into_iter()
+            .map(|j| j.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "int_referral_generations",
+                "int_referral_signups",
+                "customer_features"
+            ]
+        );
+    }
+
+    #[test]
+    fn rust_tables_come_from_the_contracts() {
+        assert_eq!(
+            rust_tables().unwrap(),
+            [
+                "previous_ambassador_candidates",
+                "previous_churn_alerts",
+                "customer_scores"
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_and_strings_are_not_dependencies() {
+        let ids = identifiers("SELECT 'visits' AS x -- from visits\nFROM crm_customers");
+        assert!(ids.contains("crm_customers"));
+        assert!(!ids.contains("visits"));
+    }
+}

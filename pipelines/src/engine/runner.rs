@@ -1,0 +1,188 @@
+//! The SQL job runner: binds a job's `${...}` parameters from the run date and the
+//! configuration, runs it, registers its result for later jobs, and lets go of tables after their
+//! last reader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+
+use super::catalog::{self, Job};
+use super::run_date::{RunDate, DAY_NS};
+use super::stages::Stages;
+use super::table::Table;
+use crate::config::Config;
+use crate::error::{FlywheelError, Result};
+
+/// The parameters every job may use, as SQL literals for `${...}` placeholders: the run date's
+/// instants (from [`RunDate`]) and the business settings of the configuration.
+pub fn params(cfg: &Config, run_date: &RunDate) -> BTreeMap<String, String> {
+    let ns = run_date.as_of_ns();
+    let values = [
+        ("as_of_ns", ns.to_string()),
+        ("as_of_days", run_date.epoch_days().to_string()),
+        (
+            "as_of",
+            format!("arrow_cast({ns}, 'Timestamp(ns, \"UTC\")')"),
+        ),
+        ("run_date", format!("DATE '{run_date}'")),
+        ("day_ns", DAY_NS.to_string()),
+        ("window_start_ns", run_date.window_start_ns().to_string()),
+        (
+            "attribution_window_days",
+            cfg.attribution_window_days.to_string(),
+        ),
+        (
+            "max_signups_per_referrer_per_day",
+            cfg.max_signups_per_referrer_per_day.to_string(),
+        ),
+        ("refer_horizon_days", cfg.refer_horizon_days.to_string()),
+        ("churn_horizon_days", cfg.churn_horizon_days.to_string()),
+        (
+            "churn_alert_threshold",
+            format!("{:?}", cfg.churn_alert_threshold),
+        ),
+        (
+            "ambassador_top_share",
+            format!("{:?}", cfg.ambassador_top_share),
+        ),
+        (
+            "candidate_cooldown_days",
+            cfg.candidate_cooldown_days.to_string(),
+        ),
+        ("alert_cooldown_days", cfg.alert_cooldown_days.to_string()),
+    ];
+    values
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// A profiling aid: FLYWHEEL_EXPLAIN=referrals,rules:visits prints those queries' EXPLAIN ANALYZE
+/// (per-operator rows and times) to stderr; the query then runs twice.
+pub async fn explain_if_asked(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
+    if std::env::var("FLYWHEEL_EXPLAIN").is_ok_and(|v| v.split(',').any(|j| j.trim() == name)) {
+        let plan = ctx
+            .sql(&format!("EXPLAIN ANALYZE {sql}"))
+            .await?
+            .collect()
+            .await?;
+        eprintln!(
+            "EXPLAIN ANALYZE {name}\n{}",
+            arrow::util::pretty::pretty_format_batches(&plan)?
+        );
+    }
+    Ok(())
+}
+
+/// When the tables nobody publishes (inputs, intermediate results) can be let go: right after
+/// the last job that reads them, so a run does not hold every input until it ends.
+#[derive(Default)]
+pub struct Release {
+    after: BTreeMap<String, Vec<String>>,
+}
+
+impl Release {
+    /// Hold everything (training reads the inputs again for every snapshot).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `jobs` in the order they run; `keep`: tables Rust reads after the jobs.
+    pub fn plan(jobs: &[Job], inputs: &[&str], keep: &[&str]) -> Self {
+        let droppable = |t: &str| {
+            !keep.contains(&t)
+                && (inputs.contains(&t) || jobs.iter().any(|j| j.name == t && !j.publish()))
+        };
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for job in jobs {
+            for table in job.reads.iter().filter(|t| droppable(t)) {
+                last.insert(table, &job.name);
+            }
+        }
+        let mut after: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (table, job) in last {
+            after
+                .entry(job.to_string())
+                .or_default()
+                .push(table.to_string());
+        }
+        Release { after }
+    }
+
+    fn after(&self, job: &str) -> &[String] {
+        self.after.get(job).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// Run SQL jobs in order, registering each result under its name and adding it to `tables`;
+/// tables whose last reader has run are let go as `release` says.
+pub async fn run_jobs(
+    ctx: &SessionContext,
+    jobs: &[Job],
+    params: &BTreeMap<String, String>,
+    stages: &mut Stages,
+    tables: &mut BTreeMap<String, Table>,
+    release: &Release,
+) -> Result<()> {
+    for job in jobs {
+        let started = stages.start();
+        let sql = catalog::bind(job, params)?;
+        let df = ctx.sql(&sql).await.map_err(|e| {
+            FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name))
+        })?;
+        let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        explain_if_asked(ctx, &job.name, &sql).await?;
+        let batches = df.collect().await?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
+        let table = Table { schema, batches };
+        table.register(ctx, &job.name)?;
+        tables.insert(job.name.clone(), table);
+        for done in release.after(&job.name) {
+            ctx.deregister_table(done.as_str())?;
+            tables.remove(done);
+        }
+        stages.done(&format!("sql:{}", job.name), started);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::catalog::Layer;
+
+    fn job(name: &str, publish: bool, reads: &[&str]) -> Job {
+        Job {
+            name: name.into(),
+            sql: String::new(),
+            layer: if publish {
+                Layer::Published
+            } else {
+                Layer::Intermediate
+            },
+            reads: reads.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tables_are_released_after_their_last_reader_only() {
+        let jobs = [
+            job("signups", false, &["events", "crm"]),
+            job("features", true, &["signups", "crm", "visits"]),
+            job("kpis", true, &["features", "events"]),
+            job("lists", true, &["features", "visits", "generations"]),
+            job("generations", false, &["crm"]),
+        ];
+        let release = Release::plan(&jobs, &["events", "crm", "visits"], &["generations"]);
+        assert!(release.after("signups").is_empty());
+        // crm: "generations" (kept itself) reads it last.
+        assert_eq!(release.after("features"), ["signups"]);
+        assert_eq!(release.after("kpis"), ["events"]);
+        // Published tables stay for publishing; kept tables stay for Rust.
+        assert_eq!(release.after("lists"), ["visits"]);
+        assert_eq!(release.after("generations"), ["crm"]);
+        assert!(Release::none().after("features").is_empty());
+    }
+}

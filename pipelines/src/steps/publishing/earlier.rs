@@ -1,0 +1,86 @@
+//! Lists published on earlier run dates, read back for the cooldowns: a customer listed on a run
+//! date in [D − cooldown days, D) is not listed again.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Date32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::contracts::Publication;
+use crate::engine::{RunDate, Table};
+use crate::error::{FlywheelError, Result};
+use crate::storage::Root;
+
+/// The customers of `list` (published as `publication` says) listed on run dates in
+/// [date − cooldown days, date), as a table (customer_id, dt).
+pub async fn previous_list(
+    output: &Root,
+    publication: &Publication,
+    date: &RunDate,
+    cooldown: i64,
+) -> Result<Table> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("dt", DataType::Date32, false),
+    ]));
+    let key = format!("{}=", publication.partition);
+    let mut batches = Vec::new();
+    for listed in output.list(&format!("{}/", publication.folder)).await? {
+        let rel = listed.path;
+        if !rel.ends_with(".parquet") {
+            continue;
+        }
+        let Some(day) = rel
+            .split('/')
+            .find_map(|p| p.strip_prefix(key.as_str()))
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        let age = date.days_since(day);
+        if age <= 0 || age > cooldown {
+            continue;
+        }
+        let bytes = output.get(&rel).await?.unwrap_or_default();
+        let unreadable = |problem: String| FlywheelError::EarlierOutput {
+            path: output.display(&rel),
+            problem,
+        };
+        let days = RunDate::epoch_days_of(day) as i32;
+        batches.extend(list_rows(bytes, &schema, days).map_err(unreadable)?);
+    }
+    Ok(Table { schema, batches })
+}
+
+/// The customer ids of one published list file, each with the file's run date.
+fn list_rows(
+    bytes: bytes::Bytes,
+    schema: &SchemaRef,
+    days: i32,
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| format!("a row group cannot be read ({e})"))?;
+        let ids = b
+            .column_by_name("customer_id")
+            .ok_or_else(|| "it has no customer_id column".to_string())?;
+        let ids = arrow::compute::cast(ids, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let ids: StringArray = ids
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| "customer_id is not text".to_string())?;
+        let n = ids.len();
+        out.push(
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(ids), Arc::new(Date32Array::from(vec![days; n]))],
+            )
+            .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}

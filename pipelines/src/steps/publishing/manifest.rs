@@ -1,0 +1,51 @@
+//! The run manifest, `_runs/dt=D/manifest.json`, written last: what was read (files, sizes,
+//! contract results), what was published (tables, files, rows), the configuration, model
+//! versions, warnings and stage timings.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::publisher::PublishedFile;
+use crate::config::Config;
+use crate::error::{FlywheelError, Result};
+use crate::storage::Root;
+use crate::engine::stages::Stage;
+use crate::steps::ingest::{InputCheck, InputFile};
+
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub flywheel_version: String,
+    /// `<run date>-<start in ns>`: also the name of the run's staging folder.
+    pub run_id: String,
+    pub run_date: String,
+    pub as_of: String,
+    pub started_at: String,
+    pub input: String,
+    pub output: String,
+    pub inputs: BTreeMap<String, Vec<InputFile>>,
+    pub contract_checks: Vec<InputCheck>,
+    pub tables: Vec<PublishedTable>,
+    pub files: Vec<PublishedFile>,
+    pub warnings: Vec<String>,
+    pub config: Config,
+    pub model_versions: BTreeMap<String, String>,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublishedTable {
+    pub table: String,
+    pub path: String,
+    pub rows: u64,
+    pub contract: String,
+}
+
+
+/// Write the manifest to `_runs/dt=D/manifest.json` (after everything else); returns its URL.
+pub async fn write(output: &Root, manifest: &Manifest) -> Result<String> {
+    let path = format!("_runs/dt={}/manifest.json", manifest.run_date);
+    let json = serde_json::to_vec_pretty(manifest).map_err(FlywheelError::internal)?;
+    output.put(&path, json.into()).await?;
+    Ok(output.display(&path))
+}

@@ -1,0 +1,175 @@
+//! Publishing: gather every published table the contracts name (`outputs`), check each against
+//! its whole output contract (`check`), encode and stage them with the report, and commit them at
+//! once (`publish`, via `publisher`); the manifest (`manifest`) is written last. `earlier` reads
+//! back the lists of earlier run dates for the cooldowns.
+
+use std::collections::BTreeMap;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use datafusion::prelude::SessionContext;
+
+use crate::contracts::{self, Contract, Publication, Role};
+use crate::engine::{encode, RunDate, Table};
+use crate::error::{FlywheelError, Result};
+use crate::storage::Root;
+
+pub mod earlier;
+pub mod manifest;
+pub mod publisher;
+
+pub use manifest::{Manifest, PublishedTable};
+pub use publisher::{PublishedFile, Publisher};
+
+/// One table to publish: its name (`rejects/<input>` for rejects), the folder of its partition,
+/// its contract and its rows.
+pub struct Output {
+    pub name: String,
+    pub folder: String,
+    pub contract: Contract,
+    pub publication: Publication,
+    pub table: Table,
+}
+
+/// Every published table of the run, in contract order: one per contract whose role is
+/// `published` (one per input for a `{input}` folder, i.e. the rejects). `tables` holds the SQL
+/// and scoring results by name; `rejects` the quarantined rows per input.
+pub fn outputs(
+    tables: &BTreeMap<String, Table>,
+    rejects: &BTreeMap<String, Vec<RecordBatch>>,
+    date: &RunDate,
+) -> Result<Vec<Output>> {
+    let mut out = Vec::new();
+    for contract in contracts::published()? {
+        let Role::Published(publication) = contract.role.clone() else {
+            continue;
+        };
+        if publication.folder.contains("{input}") {
+            let schema = contract.schema();
+            for (input, batches) in rejects {
+                let batches = batches
+                    .iter()
+                    .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+                    .collect::<std::result::Result<_, _>>()?;
+                out.push(Output {
+                    name: format!("{}/{input}", contract.table),
+                    folder: publication.folder_for(input, date),
+                    contract: contract.clone(),
+                    publication: publication.clone(),
+                    table: Table {
+                        schema: schema.clone(),
+                        batches,
+                    },
+                });
+            }
+            continue;
+        }
+        let table = tables.get(&contract.table).cloned().ok_or_else(|| {
+            FlywheelError::internal(format!(
+                "published table {} was not computed",
+                contract.table
+            ))
+        })?;
+        out.push(Output {
+            name: contract.table.clone(),
+            folder: publication.folder_for("", date),
+            contract,
+            publication,
+            table,
+        });
+    }
+    Ok(out)
+}
+
+/// Check every output against its whole contract: the column checks of
+/// [`Contract::check_output`], then each row rule (a SQL predicate) over the table's rows.
+pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
+    for o in outputs {
+        o.contract
+            .check_output(&o.table.batches, &o.table.schema)?;
+        if o.contract.row_rules.is_empty() {
+            continue;
+        }
+        let name = "_output_under_check";
+        o.table.register(ctx, name)?;
+        for rule in &o.contract.row_rules {
+            let broken = count_broken(ctx, name, &rule.predicate).await?;
+            if broken > 0 {
+                ctx.deregister_table(name)?;
+                return Err(FlywheelError::Internal(format!(
+                    "output table {}: {broken} rows break rule {} ({})",
+                    o.name, rule.name, rule.predicate
+                )));
+            }
+        }
+        ctx.deregister_table(name)?;
+    }
+    Ok(())
+}
+
+/// Rows of `table` for which `predicate` is false (null counts as holding, as in the row rules).
+async fn count_broken(ctx: &SessionContext, table: &str, predicate: &str) -> Result<usize> {
+    let df = ctx
+        .sql(&format!("SELECT * FROM {table} WHERE COALESCE(NOT ({predicate}), FALSE)"))
+        .await?;
+    Ok(df.count().await?)
+}
+
+/// Encode, stage and commit `outputs` and the report: nothing is visible until every file is
+/// staged. Returns the published tables and files, for the manifest.
+pub async fn publish(
+    output: &Root,
+    run_id: &str,
+    outputs: &[Output],
+    report: (String, Bytes),
+    partitions: usize,
+) -> Result<(Vec<PublishedTable>, Vec<PublishedFile>)> {
+    let mut publisher = Publisher::new(output.clone(), run_id);
+    let staged = stage(&mut publisher, outputs, report, partitions).await;
+    match staged {
+        Ok(tables) => Ok((tables, publisher.commit().await?)),
+        Err(e) => {
+            publisher.abort().await;
+            Err(e)
+        }
+    }
+}
+
+async fn stage(
+    publisher: &mut Publisher,
+    outputs: &[Output],
+    (report_folder, report): (String, Bytes),
+    partitions: usize,
+) -> Result<Vec<PublishedTable>> {
+    // Parquet encoding is the CPU-heavy part: spread the tables over the partitions' threads.
+    let encoded = encode::parquet_bytes_parallel(
+        outputs
+            .iter()
+            .map(|o| (&o.table.schema, o.table.batches.as_slice()))
+            .collect(),
+        partitions,
+    )?;
+    let mut published = Vec::new();
+    for (o, bytes) in outputs.iter().zip(encoded) {
+        let rows = o.table.rows();
+        publisher
+            .stage(&o.folder, "part-00000.parquet", bytes, Some(rows))
+            .await?;
+        if o.publication.crm_csv {
+            let csv = encode::csv_bytes(&o.table.schema, &o.table.batches)?;
+            publisher
+                .stage(&o.folder, &format!("{}.csv", o.name), csv, Some(rows))
+                .await?;
+        }
+        published.push(PublishedTable {
+            table: o.name.clone(),
+            path: o.folder.clone(),
+            rows,
+            contract: format!("data-contracts/{}.odcs.yaml", o.contract.table),
+        });
+    }
+    publisher
+        .stage(&report_folder, "index.html", report, None)
+        .await?;
+    Ok(published)
+}
