@@ -22,8 +22,12 @@ fn files(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
 fn table(name: &str, entries: &[(String, PathBuf)]) -> String {
     let mut s = format!("pub const {name}: &[(&str, &str)] = &[\n");
     for (table, path) in entries {
-        writeln!(s, "    ({table:?}, include_str!({:?})),", path.display().to_string())
-            .expect("write to a String");
+        writeln!(
+            s,
+            "    ({table:?}, include_str!({:?})),",
+            path.display().to_string()
+        )
+        .expect("write to a String");
     }
     s.push_str("];\n");
     s

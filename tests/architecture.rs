@@ -180,7 +180,11 @@ fn layers_point_one_way() {
     let all = modules(&src());
     assert!(all.len() > 30, "found only {} modules", all.len());
     let bad = layer_violations(&all);
-    assert!(bad.is_empty(), "imports against the layer order:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports against the layer order:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// The checker itself must catch an upward import and an import between two applications.
@@ -198,7 +202,10 @@ fn the_layer_check_catches_upward_and_peer_imports() {
     );
     let mut all = modules(&src());
     let run = all["app::run"].clone();
-    all.insert("app::run".into(), format!("{run}\nuse super::train::TrainSettings;\n"));
+    all.insert(
+        "app::run".into(),
+        format!("{run}\nuse super::train::TrainSettings;\n"),
+    );
     assert_eq!(layer_violations(&all), ["app::run -> app::train"]);
 }
 
@@ -256,7 +263,10 @@ fn only_storage_names_object_store() {
         .filter(|(m, s)| *m != "storage" && s.contains("object_store"))
         .map(|(m, _)| m)
         .collect();
-    assert!(naming.is_empty(), "object_store named outside storage: {naming:?}");
+    assert!(
+        naming.is_empty(),
+        "object_store named outside storage: {naming:?}"
+    );
     assert!(all["storage"].contains("object_store"));
     // No public field hands the store out.
     assert!(!all["storage"].contains("pub store"));
@@ -273,7 +283,8 @@ fn sql_lives_in_sql_files() {
         // `EXPLAIN ANALYZE <job>` for the profiling hook.
         "engine::runner",
     ];
-    let sql = regex::Regex::new(r#""[^"]*\b(SELECT|INSERT|CREATE TABLE|WITH [a-z_]+ AS)\b"#).unwrap();
+    let sql =
+        regex::Regex::new(r#""[^"]*\b(SELECT|INSERT|CREATE TABLE|WITH [a-z_]+ AS)\b"#).unwrap();
     let mut found = Vec::new();
     for (module, source) in modules(&src()) {
         if allowed.contains(&module.as_str()) {
@@ -285,7 +296,11 @@ fn sql_lives_in_sql_files() {
             }
         }
     }
-    assert!(found.is_empty(), "SQL in Rust strings:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "SQL in Rust strings:\n{}",
+        found.join("\n")
+    );
     // And the jobs are the files: nothing in Rust embeds a sql/ file by hand.
     for (module, source) in modules(&src()) {
         assert!(
@@ -299,10 +314,22 @@ fn sql_lives_in_sql_files() {
 fn the_models_crate_is_pure() {
     let dir = common::repo().join("models");
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    for dep in ["datafusion", "object_store", "parquet", "flywheel-pipelines", "sqlparser"] {
-        assert!(!manifest.contains(dep), "models/Cargo.toml depends on {dep}");
+    for dep in [
+        "datafusion",
+        "object_store",
+        "parquet",
+        "flywheel-pipelines",
+        "sqlparser",
+    ] {
+        assert!(
+            !manifest.contains(dep),
+            "models/Cargo.toml depends on {dep}"
+        );
     }
-    let forbidden = regex::Regex::new(r#"datafusion|object_store|flywheel_pipelines|SessionContext|"SELECT |\.sql\("#).unwrap();
+    let forbidden = regex::Regex::new(
+        r#"datafusion|object_store|flywheel_pipelines|SessionContext|"SELECT |\.sql\("#,
+    )
+    .unwrap();
     for (module, source) in modules(&dir.join("src")) {
         for (n, line) in source.lines().enumerate() {
             assert!(
@@ -336,5 +363,9 @@ fn functions_stay_short() {
             }
         }
     }
-    assert!(long.is_empty(), "functions over 80 lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "functions over 80 lines:\n{}",
+        long.join("\n")
+    );
 }

@@ -145,7 +145,12 @@ fn every_published_table_has_one_sql_file_and_one_contract_and_back() {
     // Every contract is either an input or a published table; the inputs keep their order.
     assert_eq!(
         contracts::inputs(),
-        ["crm_customers", "visits", "nps_responses", "referral_events"]
+        [
+            "crm_customers",
+            "visits",
+            "nps_responses",
+            "referral_events"
+        ]
     );
     assert_eq!(
         published.len() + contracts::inputs().len(),
@@ -185,16 +190,27 @@ fn one_row(contract: &contracts::Contract, line: &str) -> arrow::array::RecordBa
 fn output_contract_checks_enumerations_ranges_required_and_unique() {
     let kpis = contracts::contract("referral_kpis").unwrap();
     let cols = kpis.columns.len();
-    assert_eq!(cols, 7, "dt, scope, kpi, numerator, denominator, value, band");
+    assert_eq!(
+        cols, 7,
+        "dt, scope, kpi, numerator, denominator, value, band"
+    );
     let row = |line: &str| vec![one_row(&kpis, line)];
     let good = row("2026-06-01,network,referral_rate,3,10,0.3,excellent");
     kpis.check_output(&good, &kpis.schema()).unwrap();
     let refused = |c: &contracts::Contract, batches: Vec<arrow::array::RecordBatch>| {
-        c.check_output(&batches, &c.schema()).unwrap_err().to_string()
+        c.check_output(&batches, &c.schema())
+            .unwrap_err()
+            .to_string()
     };
-    let e = refused(&kpis, row("2026-06-01,network,referral_rate,3,10,0.3,superb"));
+    let e = refused(
+        &kpis,
+        row("2026-06-01,network,referral_rate,3,10,0.3,superb"),
+    );
     assert!(e.contains("band") && e.contains("superb"), "{e}");
-    let e = refused(&kpis, row("2026-06-01,network,word_of_mouth,3,10,0.3,excellent"));
+    let e = refused(
+        &kpis,
+        row("2026-06-01,network,word_of_mouth,3,10,0.3,excellent"),
+    );
     assert!(e.contains("kpi") && e.contains("word_of_mouth"), "{e}");
     let e = refused(&kpis, row("2026-06-01,,referral_rate,3,10,0.3,excellent"));
     assert!(e.contains("required column scope"), "{e}");

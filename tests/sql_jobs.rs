@@ -49,7 +49,9 @@ struct Query {
 }
 
 fn parse_table(name: &str, lines: &[&str]) -> Table {
-    let header = lines.first().unwrap_or_else(|| panic!("table {name}: no header"));
+    let header = lines
+        .first()
+        .unwrap_or_else(|| panic!("table {name}: no header"));
     let fields: Vec<Field> = header
         .split(',')
         .map(|col| {
@@ -125,7 +127,10 @@ fn parse(path: &Path) -> Case {
                 case.queries.push(Query {
                     job: words[1].to_string(),
                     rowsort: words.get(2) == Some(&"rowsort"),
-                    expected: lines[start..i].iter().map(|l| l.trim().to_string()).collect(),
+                    expected: lines[start..i]
+                        .iter()
+                        .map(|l| l.trim().to_string())
+                        .collect(),
                     line: at,
                 });
             }
@@ -251,5 +256,8 @@ fn every_nightly_job_has_a_golden_test() {
         .map(|j| j.name.as_str())
         .filter(|n| !covered.contains(*n))
         .collect();
-    assert!(missing.is_empty(), "jobs without a golden test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "jobs without a golden test: {missing:?}"
+    );
 }

@@ -114,8 +114,7 @@ impl Config {
                 Some(toml::Value::Boolean(_)) => raw.parse::<bool>().map(toml::Value::Boolean).ok(),
                 _ => Some(toml::Value::String(raw.clone())),
             };
-            let value = value
-                .ok_or_else(|| {
+            let value = value.ok_or_else(|| {
                 FlywheelError::Config(format!("{var}={raw:?} is not a number (or true/false)"))
             })?;
             table.insert(key, value);

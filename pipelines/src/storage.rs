@@ -157,8 +157,7 @@ impl Root {
     /// Every object below `rel`, sorted by path (listing order differs between stores).
     pub async fn list(&self, rel: &str) -> Result<Vec<Listed>> {
         let prefix = self.key(rel);
-        let mut found: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await
-        {
+        let mut found: Vec<ObjectMeta> = match self.store.list(Some(&prefix)).try_collect().await {
             Ok(v) => v,
             Err(object_store::Error::NotFound { .. }) => vec![],
             Err(e) => return Err(FlywheelError::storage(self.display(rel), e)),

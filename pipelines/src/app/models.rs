@@ -34,15 +34,16 @@ pub async fn list(cfg: &Config) -> Result<Vec<Listed>> {
 /// A model file: `version`, or the champion's.
 pub async fn show(cfg: &Config, target: Target, version: Option<String>) -> Result<ModelFile> {
     let registry = Registry::open(cfg)?;
-    let version = match version {
-        Some(v) => v,
-        None => registry.champion(target).await?.version.ok_or_else(|| {
-            FlywheelError::MissingModel {
-                target: target.name().to_string(),
-                registry: registry.location(),
-            }
-        })?,
-    };
+    let version =
+        match version {
+            Some(v) => v,
+            None => registry.champion(target).await?.version.ok_or_else(|| {
+                FlywheelError::MissingModel {
+                    target: target.name().to_string(),
+                    registry: registry.location(),
+                }
+            })?,
+        };
     registry.load(target, &version).await
 }
 

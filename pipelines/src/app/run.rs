@@ -86,12 +86,21 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         warnings: &notes.data,
     });
     let report_file = (format!("reports/dt={run_date}"), html.into());
-    let (published, files) =
-        publishing::publish(&output, &run_id, &outputs, report_file, cfg.target_partitions)
-            .await?;
+    let (published, files) = publishing::publish(
+        &output,
+        &run_id,
+        &outputs,
+        report_file,
+        cfg.target_partitions,
+    )
+    .await?;
     stages.done("publish", t);
 
-    let ValidatedInputs { checks, files: inputs, .. } = validated;
+    let ValidatedInputs {
+        checks,
+        files: inputs,
+        ..
+    } = validated;
     let manifest = Manifest {
         flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
         run_id,

@@ -51,7 +51,9 @@ pub fn published() -> Result<Vec<Contract>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// An export the run reads; validated in ascending `order`.
-    Input { order: i64 },
+    Input {
+        order: i64,
+    },
     Published(Publication),
 }
 

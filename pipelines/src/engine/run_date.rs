@@ -139,7 +139,13 @@ mod tests {
     #[test]
     fn dates_beyond_nanosecond_timestamps_are_refused() {
         let cfg = Config::default();
-        for bad in ["9999-12-31", "2263-01-01", "2262-04-11", "1600-01-01", "1678-06-01"] {
+        for bad in [
+            "9999-12-31",
+            "2263-01-01",
+            "2262-04-11",
+            "1600-01-01",
+            "1678-06-01",
+        ] {
             let e = RunDate::new(d(bad), &cfg).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
             assert!(e.to_string().contains("use a date from"), "{e}");

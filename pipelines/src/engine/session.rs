@@ -38,4 +38,3 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
     super::udf::register(&ctx);
     Ok(ctx)
 }
-

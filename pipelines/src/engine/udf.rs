@@ -40,9 +40,8 @@ pub fn nps_point(score: i64) -> i64 {
 
 /// NPS × 10, rounded half away from zero, from net promoters and answers (None without answers).
 pub fn nps_tenths(net_promoters: i64, answers: i64) -> Option<i64> {
-    (answers > 0).then(|| {
-        net_promoters.signum() * ((2000 * net_promoters.abs() + answers) / (2 * answers))
-    })
+    (answers > 0)
+        .then(|| net_promoters.signum() * ((2000 * net_promoters.abs() + answers) / (2 * answers)))
 }
 
 /// Whether a KPI of `kind` reaches `edge` (see the module docs); None when it has no value.
@@ -110,9 +109,16 @@ impl Rule {
 
     fn inputs(self) -> Vec<DataType> {
         match self {
-            Rule::NpsPoint | Rule::RewardTier | Rule::ConversionsToNextTier => vec![DataType::Int64],
+            Rule::NpsPoint | Rule::RewardTier | Rule::ConversionsToNextTier => {
+                vec![DataType::Int64]
+            }
             Rule::NpsTenths => vec![DataType::Int64; 2],
-            Rule::MeetsEdge => vec![DataType::Utf8, DataType::Int64, DataType::Int64, DataType::Int64],
+            Rule::MeetsEdge => vec![
+                DataType::Utf8,
+                DataType::Int64,
+                DataType::Int64,
+                DataType::Int64,
+            ],
         }
     }
 
@@ -131,9 +137,9 @@ impl Rule {
         match self {
             Rule::NpsPoint => Value::Int(Some(nps_point(ints[0]))),
             Rule::NpsTenths => Value::Int(nps_tenths(ints[0], ints[1])),
-            Rule::MeetsEdge => Value::Bool(
-                kind.and_then(|k| meets_edge(k, ints[0], ints[1], ints[2])),
-            ),
+            Rule::MeetsEdge => {
+                Value::Bool(kind.and_then(|k| meets_edge(k, ints[0], ints[1], ints[2])))
+            }
             Rule::RewardTier => Value::Text(Some(reward_tier(ints[0]))),
             Rule::ConversionsToNextTier => Value::Int(conversions_to_next_tier(ints[0])),
         }
@@ -177,9 +183,17 @@ impl ScalarUDFImpl for RuleUdf {
 
     /// Null out only for a null in (reward_tier is never null).
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let nullable = self.rule != Rule::RewardTier && args.arg_fields.iter().any(|f| f.is_nullable())
-            || matches!(self.rule, Rule::NpsTenths | Rule::MeetsEdge | Rule::ConversionsToNextTier);
-        Ok(Arc::new(Field::new(self.rule.name(), self.rule.output(), nullable)))
+        let nullable = self.rule != Rule::RewardTier
+            && args.arg_fields.iter().any(|f| f.is_nullable())
+            || matches!(
+                self.rule,
+                Rule::NpsTenths | Rule::MeetsEdge | Rule::ConversionsToNextTier
+            );
+        Ok(Arc::new(Field::new(
+            self.rule.name(),
+            self.rule.output(),
+            nullable,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -215,10 +229,12 @@ impl ScalarUDFImpl for RuleUdf {
 
 /// An Arrow array of `ty` from row values.
 fn collect(ty: DataType, values: Vec<Value>) -> ArrayRef {
-    let ints = || values.iter().map(|v| match v {
-        Value::Int(x) => *x,
-        _ => None,
-    });
+    let ints = || {
+        values.iter().map(|v| match v {
+            Value::Int(x) => *x,
+            _ => None,
+        })
+    };
     match ty {
         DataType::Int64 => Arc::new(ints().collect::<Int64Array>()),
         DataType::Int32 => Arc::new(ints().map(|x| x.map(|x| x as i32)).collect::<Int32Array>()),
@@ -290,9 +306,23 @@ mod tests {
         let tiers: Vec<&str> = [0, 2, 3, 4, 5, 9, 10, 50].map(reward_tier).to_vec();
         assert_eq!(
             tiers,
-            ["none", "none", "gold", "gold", "ambassador", "ambassador", "super_ambassador", "super_ambassador"]
+            [
+                "none",
+                "none",
+                "gold",
+                "gold",
+                "ambassador",
+                "ambassador",
+                "super_ambassador",
+                "super_ambassador"
+            ]
         );
-        let next: Vec<Option<i64>> = [0, 2, 3, 4, 5, 9, 10].map(conversions_to_next_tier).to_vec();
-        assert_eq!(next, [Some(3), Some(1), Some(2), Some(1), Some(5), Some(1), None]);
+        let next: Vec<Option<i64>> = [0, 2, 3, 4, 5, 9, 10]
+            .map(conversions_to_next_tier)
+            .to_vec();
+        assert_eq!(
+            next,
+            [Some(3), Some(1), Some(2), Some(1), Some(5), Some(1), None]
+        );
     }
 }

@@ -19,12 +19,11 @@ use arrow::datatypes::SchemaRef;
 use tracing::info;
 
 use crate::contracts;
-use crate::error::Result;
 use crate::engine::encode::parquet_bytes;
 use crate::engine::run_date::{DAY_NS as DAY, HOUR_NS as HOUR};
 use crate::engine::RunDate;
+use crate::error::Result;
 use crate::storage::Root;
-
 
 /// SplitMix64: small, fast, and the same on every platform and crate version.
 #[derive(Clone)]
@@ -221,12 +220,7 @@ struct World {
 }
 
 /// Generate the four inputs for `customers` customers as of `as_of` into `out`.
-pub async fn generate(
-    out: &Root,
-    customers: usize,
-    seed: u64,
-    as_of: &RunDate,
-) -> Result<Summary> {
+pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: &RunDate) -> Result<Summary> {
     let as_of_ns = as_of.as_of_ns();
     let w = World {
         seed,
@@ -551,7 +545,14 @@ fn converted_referral(w: &World, j: usize, i: usize, cols: &mut Columns, shares:
         }
     }
     if fs_ts < w.as_of_ns && r.chance(0.92) {
-        cols.event(&link, "first_service", fs_ts, Some(&key), Some(&referee), None);
+        cols.event(
+            &link,
+            "first_service",
+            fs_ts,
+            Some(&key),
+            Some(&referee),
+            None,
+        );
         let roll = r.f();
         let reward_ts = if roll < 0.88 {
             Some(fs_ts + (r.f() * 20.0 * HOUR as f64) as i64)
@@ -562,7 +563,14 @@ fn converted_referral(w: &World, j: usize, i: usize, cols: &mut Columns, shares:
         };
         if let Some(rt) = reward_ts.filter(|rt| *rt < w.as_of_ns) {
             let reward = Some(500);
-            cols.event(&link, "reward_issued", rt, Some(&key), Some(&referee), reward);
+            cols.event(
+                &link,
+                "reward_issued",
+                rt,
+                Some(&key),
+                Some(&referee),
+                reward,
+            );
         }
     }
 }
@@ -570,13 +578,7 @@ fn converted_referral(w: &World, j: usize, i: usize, cols: &mut Columns, shares:
 /// The other referral events of customer `i`: invitations that do not (yet) convert (more for a
 /// higher referral propensity), and rarely a self-referral, an existing customer signing up, or
 /// a velocity burst.
-fn other_referral_events(
-    w: &World,
-    i: usize,
-    t: &Traits,
-    cols: &mut Columns,
-    shares: &mut Shares,
-) {
+fn other_referral_events(w: &World, i: usize, t: &Traits, cols: &mut Columns, shares: &mut Shares) {
     let mut r = Rng::new(w.seed ^ 0x1A5, i as u64);
     let referrer = cols.c_id[i].clone();
     let start = (cols.c_delivery[i] as i64 * DAY).max(w.history_start);
@@ -645,7 +647,14 @@ fn unusual_signups(
             };
             cols.converting_signup(&link, s_ts, &key, 3 * DAY, &other_id);
             let reward_ts = s_ts + 3 * DAY + HOUR;
-            cols.event(&link, "reward_issued", reward_ts, Some(&key), Some(&other_id), Some(500));
+            cols.event(
+                &link,
+                "reward_issued",
+                reward_ts,
+                Some(&key),
+                Some(&other_id),
+                Some(500),
+            );
         }
     }
     if r.chance(0.0005) {

@@ -72,8 +72,7 @@ pub async fn load_inputs(
         let started = Instant::now();
         let files = loaded.files.clone();
         let (check, rejects) =
-            rules::validate_input(ctx, &contract, loaded, as_of_ns, cfg.target_partitions)
-                .await?;
+            rules::validate_input(ctx, &contract, loaded, as_of_ns, cfg.target_partitions).await?;
         info!(
             input = name,
             rows = check.rows,
@@ -125,4 +124,3 @@ pub fn enforce_reject_share(checks: &[InputCheck], max: f64) -> Result<()> {
         Err(FlywheelError::TooManyRejects(over))
     }
 }
-

@@ -13,10 +13,10 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
-use crate::contracts::{ColType, Contract};
-use crate::error::{FlywheelError, Result};
 use super::read::{file_of_row, InputFile, LoadedInput, CONVERSION_ERRORS, ROW_NUMBER};
 use crate::contracts::keys;
+use crate::contracts::{ColType, Contract};
+use crate::error::{FlywheelError, Result};
 
 /// The column of quarantined rows that names the file each came from.
 const SOURCE_FILE: &str = "_source_file";

@@ -476,7 +476,6 @@ fn inputs_section(out: &mut String, r: &ReportInput) {
         let _ = write!(out, r#"<p class="muted">⚠ {}</p>"#, esc(w));
     }
     out.push_str("</section>");
-
 }
 
 /// The AARRR funnel of the network and its diagnosis.

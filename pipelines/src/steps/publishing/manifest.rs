@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::publisher::PublishedFile;
 use crate::config::Config;
-use crate::error::{FlywheelError, Result};
-use crate::storage::Root;
 use crate::engine::stages::Stage;
+use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{InputCheck, InputFile};
+use crate::storage::Root;
 
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -40,7 +40,6 @@ pub struct PublishedTable {
     pub rows: u64,
     pub contract: String,
 }
-
 
 /// Write the manifest to `_runs/dt=D/manifest.json` (after everything else); returns its URL.
 pub async fn write(output: &Root, manifest: &Manifest) -> Result<String> {

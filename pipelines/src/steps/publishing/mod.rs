@@ -85,8 +85,7 @@ pub fn outputs(
 /// [`Contract::check_output`], then each row rule (a SQL predicate) over the table's rows.
 pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
     for o in outputs {
-        o.contract
-            .check_output(&o.table.batches, &o.table.schema)?;
+        o.contract.check_output(&o.table.batches, &o.table.schema)?;
         if o.contract.row_rules.is_empty() {
             continue;
         }
@@ -110,7 +109,9 @@ pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
 /// Rows of `table` for which `predicate` is false (null counts as holding, as in the row rules).
 async fn count_broken(ctx: &SessionContext, table: &str, predicate: &str) -> Result<usize> {
     let df = ctx
-        .sql(&format!("SELECT * FROM {table} WHERE COALESCE(NOT ({predicate}), FALSE)"))
+        .sql(&format!(
+            "SELECT * FROM {table} WHERE COALESCE(NOT ({predicate}), FALSE)"
+        ))
         .await?;
     Ok(df.count().await?)
 }

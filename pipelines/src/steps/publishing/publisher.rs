@@ -72,7 +72,10 @@ impl Publisher {
         for s in &self.staged {
             let (folder, file) = (&s.folder, &s.file);
             self.root
-                .rename(&format!("{}/{folder}/{file}", self.staging), &format!("{folder}/{file}"))
+                .rename(
+                    &format!("{}/{folder}/{file}", self.staging),
+                    &format!("{folder}/{file}"),
+                )
                 .await?;
             out.push(PublishedFile {
                 path: format!("{folder}/{file}"),
@@ -91,4 +94,3 @@ impl Publisher {
         }
     }
 }
-

@@ -14,4 +14,3 @@ pub mod training_set;
 pub use flywheel_models::ModelFile;
 pub use registry::{Champion, Registry};
 pub use target::{feature_spec, fingerprint, Target};
-

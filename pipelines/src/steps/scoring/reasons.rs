@@ -121,4 +121,3 @@ pub fn reasons(s: &flywheel_models::Score, d: &Described, i: usize) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
-

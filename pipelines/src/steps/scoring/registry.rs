@@ -145,4 +145,3 @@ pub async fn champions(registry: &Registry) -> Result<BTreeMap<Target, Champion>
     }
     Ok(out)
 }
-

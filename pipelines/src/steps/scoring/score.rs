@@ -10,9 +10,9 @@ use flywheel_models::{deciles, ModelFile};
 
 use super::reasons::{reasons, Described};
 use super::target::Target;
-use crate::error::{FlywheelError, Result};
 use crate::engine::catalog::SCORES;
 use crate::engine::Table;
+use crate::error::{FlywheelError, Result};
 
 /// Output schema of scores/customer_scores (its contract's).
 pub fn scores_schema() -> Result<SchemaRef> {
@@ -33,9 +33,8 @@ pub fn score(
     let n: usize = features.batches.iter().map(|b| b.num_rows()).sum();
     // Score the batches on `target_partitions` threads, then put the parts back in batch order:
     // the same output whatever the timing.
-    let parts = crate::parallel::map_ordered(&features.batches, partitions, |b| {
-        score_batch(models, b)
-    })?;
+    let parts =
+        crate::parallel::map_ordered(&features.batches, partitions, |b| score_batch(models, b))?;
     let mut ids = Vec::with_capacity(n);
     let mut p_refer: Vec<Option<f64>> = Vec::with_capacity(n);
     let mut refer_reasons: Vec<Option<String>> = Vec::with_capacity(n);
@@ -118,4 +117,3 @@ fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<
     }
     Ok(part)
 }
-

@@ -84,7 +84,6 @@ pub fn feature_spec() -> FeatureSpec {
     }
 }
 
-
 /// A short fingerprint of the input files (paths, sizes, rows), recorded in every model.
 pub fn fingerprint(files: &BTreeMap<String, Vec<InputFile>>) -> String {
     let mut text = String::new();
@@ -95,4 +94,3 @@ pub fn fingerprint(files: &BTreeMap<String, Vec<InputFile>>) -> String {
     }
     format!("{:016x}", flywheel_models::fnv1a(text.as_bytes()))
 }
-

@@ -11,12 +11,12 @@ use flywheel_models::{evaluate, fit, promotion_decision, FitSettings, ModelFile,
 use tracing::info;
 
 use super::registry::Registry;
-use super::training_set::{training_set, Snapshots};
 use super::target::{feature_spec, Target};
+use super::training_set::{training_set, Snapshots};
 use crate::config::Config;
 use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Stages};
-use crate::steps::ingest;
 use crate::error::{FlywheelError, Result};
+use crate::steps::ingest;
 use crate::storage::Root;
 
 /// The design matrix of `batches`: each batch on its own, on two threads, back in order.
@@ -24,10 +24,7 @@ pub fn design(pre: &Preprocessor, batches: &[RecordBatch]) -> Result<Array2<f64>
     let parts = crate::parallel::map_ordered(batches, 2, |b| Ok(pre.transform(b)?))?;
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     if views.is_empty() {
-        return Ok(Array2::zeros((
-            0,
-            pre.column_names().len(),
-        )));
+        return Ok(Array2::zeros((0, pre.column_names().len())));
     }
     flywheel_models::ndarray::concatenate(flywheel_models::ndarray::Axis(0), &views)
         .map_err(FlywheelError::internal)
@@ -41,14 +38,26 @@ pub struct TrainingInputs {
 }
 
 /// Read and validate the inputs at `input` as of `as_of` and compute what the labels read.
-pub async fn training_inputs(cfg: &Config, input: &Root, as_of: &RunDate) -> Result<TrainingInputs> {
+pub async fn training_inputs(
+    cfg: &Config,
+    input: &Root,
+    as_of: &RunDate,
+) -> Result<TrainingInputs> {
     let ctx = session(cfg)?;
     let validated = ingest::load_inputs(&ctx, cfg, input, as_of).await?;
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
     let jobs = catalog::jobs_for(&["int_referral_signups"])?;
     let mut tables = BTreeMap::new();
     let p = params(cfg, as_of);
-    run_jobs(&ctx, &jobs, &p, &mut Stages::default(), &mut tables, &Release::none()).await?;
+    run_jobs(
+        &ctx,
+        &jobs,
+        &p,
+        &mut Stages::default(),
+        &mut tables,
+        &Release::none(),
+    )
+    .await?;
     Ok(TrainingInputs {
         ctx,
         fingerprint: super::target::fingerprint(&validated.files),
@@ -290,4 +299,3 @@ fn design_csv(names: &[String], x: &Array2<f64>, y: &[bool]) -> Vec<u8> {
     }
     out.into_bytes()
 }
-

@@ -66,11 +66,7 @@ pub async fn training_set(
     let mut p = params(cfg, t);
     p.insert("snapshot_ns".into(), t.as_of_ns().to_string());
     let job = catalog::training_job(&target.labels_job())?;
-    let batches = ctx
-        .sql(&catalog::bind(&job, &p)?)
-        .await?
-        .collect()
-        .await?;
+    let batches = ctx.sql(&catalog::bind(&job, &p)?).await?.collect().await?;
     ctx.deregister_table("snapshot_features")?;
     let mut labels = Vec::new();
     for b in &batches {
