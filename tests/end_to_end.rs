@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use common::tools;
-use flywheel_pipelines::publish::parquet_bytes;
+use flywheel_pipelines::engine::encode::parquet_bytes;
 
 const DATE: &str = "2026-06-01";
 
@@ -112,9 +112,43 @@ fn generate(dir: &Path, customers: &str) {
     ));
 }
 
-/// `flywheel run` of DATE between two local folders.
+/// `flywheel run` of DATE between two local folders (the champions must exist).
 fn run(input: &Path, output: &Path) -> Output {
     run_at(DATE, input.to_str().unwrap(), output.to_str().unwrap(), &[])
+}
+
+/// `flywheel train --target all` as of DATE: the champions a nightly run needs.
+fn train_all(input: &str, output: &str, env: &[(&str, String)]) {
+    let text = ok(&flywheel(
+        &[
+            "train", "--target", "all", "--as-of", DATE, "--input", input, "--output", output,
+        ],
+        env,
+    ));
+    assert!(text.contains("refer:") && text.contains("churn:"), "{text}");
+}
+
+/// Train the champions, then `flywheel run` of DATE between two local folders.
+fn train_and_run(input: &Path, output: &Path) -> Output {
+    train_all(input.to_str().unwrap(), output.to_str().unwrap(), &[]);
+    run(input, output)
+}
+
+/// `flywheel run --allow-missing-models` of DATE: the rules alone, scores null.
+fn run_without_models(input: &Path, output: &Path) -> Output {
+    flywheel(
+        &[
+            "run",
+            "--date",
+            DATE,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--allow-missing-models",
+        ],
+        &[],
+    )
 }
 
 /// `flywheel run --date <date> --input <url> --output <url>` with extra environment.
@@ -130,7 +164,7 @@ fn nightly_run_publishes_every_table_and_reruns_byte_identically() {
     let dir = common::tempdir("e2e-run");
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "3000");
-    let text = ok(&run(&input, &out));
+    let text = ok(&train_and_run(&input, &out));
     assert!(text.contains("referral_attribution"), "{text}");
 
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -143,14 +177,42 @@ fn nightly_run_publishes_every_table_and_reruns_byte_identically() {
         .iter()
         .map(|t| t["table"].as_str().unwrap())
         .collect();
-    for t in [
-        "referral_attribution",
-        "customer_features",
-        "rejects/visits",
-        "rejects/crm_customers",
-    ] {
-        assert!(tables.contains(&t), "manifest lacks {t}: {tables:?}");
+    // Every published contract's table, each input's rejects, and nothing else.
+    let mut want: Vec<String> = Vec::new();
+    for c in flywheel_pipelines::contracts::published().unwrap() {
+        let flywheel_pipelines::contracts::Role::Published(p) = &c.role else {
+            unreachable!()
+        };
+        if p.folder.contains("{input}") {
+            want.extend(
+                flywheel_pipelines::contracts::inputs()
+                    .iter()
+                    .map(|i| p.folder.replace("{input}", i)),
+            );
+        } else {
+            want.push(p.folder.clone());
+        }
     }
+    let mut got: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "the manifest's tables are not the published contracts'"
+    );
+    for t in &got {
+        let dir = out.join(format!("{t}/dt={DATE}"));
+        assert!(
+            dir.is_dir() && !files(&dir).is_empty(),
+            "{t}: nothing published"
+        );
+    }
+    assert_eq!(
+        manifest["model_versions"].as_object().unwrap().len(),
+        2,
+        "both champions scored: {}",
+        manifest["model_versions"]
+    );
     let visits = manifest["contract_checks"]
         .as_array()
         .unwrap()
@@ -200,10 +262,10 @@ fn assert_bad_input(name: &str, code: i32, needles: &[&str], breakage: impl Fn(&
     let dir = common::tempdir(&format!("e2e-bad-{name}"));
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "300");
-    ok(&run(&input, &out));
+    ok(&run_without_models(&input, &out));
     let before = files(&out);
     breakage(&input);
-    let stderr = fails(&run(&input, &out), code);
+    let stderr = fails(&run_without_models(&input, &out), code);
     for n in needles {
         assert!(stderr.contains(n), "{name}: message lacks {n:?}:\n{stderr}");
     }
@@ -214,7 +276,7 @@ fn assert_bad_input(name: &str, code: i32, needles: &[&str], breakage: impl Fn(&
     );
     // Nothing published into a fresh output either.
     let fresh = dir.join("fresh");
-    fails(&run(&input, &fresh), code);
+    fails(&run_without_models(&input, &fresh), code);
     assert!(
         files(&fresh).is_empty(),
         "{name}: a failed run published {:?}",
@@ -358,6 +420,91 @@ fn an_unreachable_bucket_is_a_storage_error() {
     assert!(files(&dir.join("out")).is_empty());
 }
 
+/// The nightly run never trains: without a champion it stops (exit 5, naming the command to run,
+/// nothing published); `--allow-missing-models` goes on with null scores and says so.
+#[test]
+fn a_run_without_champions_stops_unless_allowed() {
+    let dir = common::tempdir("e2e-no-models");
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "300");
+    let stderr = fails(&run(&input, &out), 5);
+    assert!(
+        stderr.contains("flywheel train --target refer"),
+        "the message names the command to run:\n{stderr}"
+    );
+    assert!(
+        files(&out).is_empty(),
+        "a stopped run published {:?}",
+        files(&out).keys()
+    );
+
+    ok(&run_without_models(&input, &out));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join(format!("_runs/dt={DATE}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest["model_versions"].as_object().unwrap().is_empty());
+    let warnings = manifest["warnings"].to_string();
+    for target in ["refer", "churn"] {
+        assert!(
+            warnings.contains(&format!("{target} scores are null: no champion model")),
+            "{warnings}"
+        );
+    }
+    let scores = tokio_rows(
+        &out,
+        &format!("scores/customer_scores/dt={DATE}"),
+        &["p_refer", "p_churn"],
+    );
+    assert!(!scores.is_empty());
+    assert!(
+        scores.iter().all(|r| r == ","),
+        "scores are not null: {:?}",
+        &scores[..3]
+    );
+}
+
+/// A panic is a bug: one line on stderr and exit 70, never Rust's 101.
+#[test]
+fn a_panic_is_an_internal_error_with_exit_70() {
+    let stderr = fails(
+        &flywheel(&["validate"], &[("FLYWHEEL_TEST_PANIC", "1".into())]),
+        70,
+    );
+    assert!(stderr.contains("internal error"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// Run dates whose windows and horizons overflow nanosecond timestamps are refused (exit 2)
+/// with the range that works, instead of silently wrong tables.
+#[test]
+fn a_run_date_outside_the_timestamp_range_exits_2() {
+    let dir = common::tempdir("e2e-far-date");
+    for date in ["9999-12-31", "2263-01-01", "1600-01-01"] {
+        let stderr = fails(
+            &flywheel(
+                &[
+                    "run",
+                    "--date",
+                    date,
+                    "--input",
+                    dir.join("in").to_str().unwrap(),
+                    "--output",
+                    dir.join("out").to_str().unwrap(),
+                    "--allow-missing-models",
+                ],
+                &[],
+            ),
+            2,
+        );
+        assert!(
+            stderr.contains(date) && stderr.contains("use a date from"),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.join("out").exists() || files(&dir.join("out")).is_empty());
+}
+
 #[test]
 fn usage_and_config_errors_exit_2() {
     let dir = common::tempdir("e2e-config");
@@ -424,7 +571,11 @@ fn pandas_style_types_give_the_same_outputs() {
         rewrite_parquet(&dst, pandas_types);
     }
     // The attribution case quarantines 4 of 73 events on purpose.
-    let lenient = [("FLYWHEEL_MAX_REJECT_SHARE", "0.1".to_string())];
+    // Too little history to train: the rules alone, scores null.
+    let lenient = [
+        ("FLYWHEEL_MAX_REJECT_SHARE", "0.1".to_string()),
+        ("FLYWHEEL_ALLOW_MISSING_MODELS", "true".to_string()),
+    ];
     let run_lenient = |input: &Path, output: &Path| {
         run_at(
             DATE,
@@ -517,7 +668,8 @@ fn s3_run_matches_local_run() {
         ],
         &env,
     ));
-    ok(&run(&local_in, &dir.join("out")));
+    ok(&train_and_run(&local_in, &dir.join("out")));
+    train_all("s3://flywheel/in", "s3://flywheel/out", &env);
     ok(&run_at(DATE, "s3://flywheel/in", "s3://flywheel/out", &env));
 
     // Read the S3 outputs back through object_store.
@@ -643,7 +795,7 @@ fn analysts_read_the_documented_schema_with_duckdb() {
     let dir = common::tempdir("e2e-duckdb");
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "1500");
-    ok(&run(&input, &out));
+    ok(&train_and_run(&input, &out));
     let duck = |t: ColType| match t {
         ColType::String => "VARCHAR".to_string(),
         ColType::Int32 => "INTEGER".into(),
@@ -689,7 +841,7 @@ fn crm_lists_load_strictly_and_respect_the_cooldown() {
     let dir = common::tempdir("e2e-lists");
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "3000");
-    ok(&run(&input, &out));
+    ok(&train_and_run(&input, &out));
     let text = python_check(
         "csv_check.py",
         &[out.as_os_str(), std::ffi::OsStr::new(DATE)],
@@ -743,7 +895,7 @@ fn the_html_report_renders_in_chromium_and_shows_the_run() {
 
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "3000");
-    let text = ok(&run(&input, &out));
+    let text = ok(&train_and_run(&input, &out));
     let page = out.join(format!("reports/dt={DATE}/index.html"));
     assert!(
         text.contains("index.html"),

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::Path;
 
-use flywheel_pipelines::run;
+use flywheel_pipelines::app::run;
 
 async fn run_case(case: &Path) {
     let name = case.file_name().unwrap().to_string_lossy().to_string();

@@ -12,7 +12,7 @@ use arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use flywheel_pipelines::config::Config;
 use flywheel_pipelines::contracts;
-use flywheel_pipelines::publish::parquet_bytes;
+use flywheel_pipelines::engine::encode::parquet_bytes;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,7 +33,7 @@ pub fn tempdir(name: &str) -> PathBuf {
 /// An empty CSV field is null.
 pub fn csv_inputs_to_parquet(case_inputs: &Path, dir: &Path) {
     let empty_is_null = regex::Regex::new("^$").unwrap();
-    for table in contracts::INPUTS {
+    for table in contracts::inputs() {
         let csv = case_inputs.join(format!("{table}.csv"));
         let schema = contracts::contract(table).unwrap().schema();
         let batches: Vec<RecordBatch> = if csv.exists() {
