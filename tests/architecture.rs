@@ -74,12 +74,6 @@ fn modules(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// Whether a module path is a `mod.rs` (a folder module): `super` then means its parent.
-fn is_folder(module: &str, all: &BTreeMap<String, String>) -> bool {
-    let prefix = format!("{module}::");
-    all.keys().any(|k| k.starts_with(&prefix))
-}
-
 /// The module paths `source` (the module `module`) refers to: `crate::a::b`, `super::x`,
 /// `flywheel_pipelines::a::b` (from the binary), each cut to the longest known module.
 fn references(module: &str, source: &str, all: &BTreeMap<String, String>) -> BTreeSet<String> {
@@ -103,11 +97,9 @@ fn references(module: &str, source: &str, all: &BTreeMap<String, String>) -> BTr
     for cap in path_re.captures_iter(&code) {
         let root = &cap[1];
         let base: Vec<String> = match root {
+            // `super` is the parent module, for a file module and a folder module alike.
             "super" => {
                 let mut parts: Vec<String> = module.split("::").map(str::to_string).collect();
-                if !is_folder(module, all) {
-                    parts.pop();
-                }
                 parts.pop();
                 parts
             }
@@ -255,12 +247,21 @@ fn no_import_circles() {
     }
 }
 
+/// A source file without its comment lines (docs may name what the code must not use).
+fn code(source: &str) -> String {
+    source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn only_storage_names_object_store() {
     let all = modules(&src());
     let naming: Vec<&String> = all
         .iter()
-        .filter(|(m, s)| *m != "storage" && s.contains("object_store"))
+        .filter(|(m, s)| *m != "storage" && code(s).contains("object_store"))
         .map(|(m, _)| m)
         .collect();
     assert!(
@@ -290,7 +291,9 @@ fn sql_lives_in_sql_files() {
         if allowed.contains(&module.as_str()) {
             continue;
         }
-        for (n, line) in source.lines().enumerate() {
+        // Unit tests may hold SQL as test data (e.g. the catalog's dependency parser).
+        let production = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in production.lines().enumerate() {
             if !line.trim_start().starts_with("//") && sql.is_match(line) {
                 found.push(format!("{module}:{}: {}", n + 1, line.trim()));
             }

@@ -48,12 +48,30 @@ struct Query {
     line: usize,
 }
 
+/// The header's `name:type` cells: commas inside parentheses (`decimal(18,2)`) do not split.
+fn split_header(header: &str) -> Vec<&str> {
+    let (mut cells, mut depth, mut start) = (Vec::new(), 0, 0);
+    for (i, c) in header.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                cells.push(&header[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cells.push(&header[start..]);
+    cells
+}
+
 fn parse_table(name: &str, lines: &[&str]) -> Table {
     let header = lines
         .first()
         .unwrap_or_else(|| panic!("table {name}: no header"));
-    let fields: Vec<Field> = header
-        .split(',')
+    let fields: Vec<Field> = split_header(header)
+        .into_iter()
         .map(|col| {
             let (n, t) = col
                 .split_once(':')

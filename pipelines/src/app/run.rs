@@ -55,16 +55,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
     let tables = compute(&ctx, cfg, &run_date, &output, &models, &mut stages).await?;
-    if let Some(g) = tables.get(GENERATIONS) {
-        let cycles = g.null_count("generation");
-        if cycles > 0 {
-            let msg = format!(
-                "{cycles} customers are on a referred_by cycle (or their chain reaches one): their generation is null"
-            );
-            warn!("{msg}");
-            notes.data.push(msg);
-        }
-    }
+    notes.data.extend(cycle_warning(&tables));
 
     let t = stages.start();
     let run_id = format!(
@@ -74,18 +65,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     );
     let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
     publishing::check(&ctx, &outputs).await?;
-    let champions: BTreeMap<String, ModelFile> = models
-        .iter()
-        .map(|(t, f)| (t.name().to_string(), f.clone()))
-        .collect();
-    let html = report::html(&report::ReportInput {
-        date: run_date.to_string(),
-        tables: &tables,
-        champions: &champions,
-        checks: &validated.checks,
-        warnings: &notes.data,
-    });
-    let report_file = (format!("reports/dt={run_date}"), html.into());
+    let report_file = report_file(&run_date, &tables, &models, &validated.checks, &notes.data);
     let (published, files) = publishing::publish(
         &output,
         &run_id,
@@ -115,9 +95,9 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         files,
         warnings: notes.scorer.into_iter().chain(notes.data).collect(),
         config: cfg.clone(),
-        model_versions: champions
+        model_versions: models
             .iter()
-            .map(|(t, f)| (t.clone(), f.version.clone()))
+            .map(|(t, f)| (t.name().to_string(), f.version.clone()))
             .collect(),
         stages: stages.0,
     };
@@ -130,8 +110,43 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     })
 }
 
+/// The morning report of the run, and the folder it is published to.
+fn report_file(
+    run_date: &RunDate,
+    tables: &BTreeMap<String, Table>,
+    models: &BTreeMap<Target, ModelFile>,
+    checks: &[ingest::InputCheck],
+    warnings: &[String],
+) -> (String, bytes::Bytes) {
+    let champions: BTreeMap<String, ModelFile> = models
+        .iter()
+        .map(|(t, f)| (t.name().to_string(), f.clone()))
+        .collect();
+    let html = report::html(&report::ReportInput {
+        date: run_date.to_string(),
+        tables,
+        champions: &champions,
+        checks,
+        warnings,
+    });
+    (format!("reports/dt={run_date}"), html.into())
+}
+
 /// The intermediate table whose null generations mark referred_by cycles.
 const GENERATIONS: &str = "int_referral_generations";
+
+/// A data warning when customers sit on a referred_by cycle (their generation is null).
+fn cycle_warning(tables: &BTreeMap<String, Table>) -> Option<String> {
+    let cycles = tables.get(GENERATIONS)?.null_count("generation");
+    if cycles == 0 {
+        return None;
+    }
+    let msg = format!(
+        "{cycles} customers are on a referred_by cycle (or their chain reaches one): their generation is null"
+    );
+    warn!("{msg}");
+    Some(msg)
+}
 
 /// The champion of every target, as read back from its file. A target without one stops the
 /// run unless `allow_missing` (then its scores are null, said in `notes`).

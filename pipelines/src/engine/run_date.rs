@@ -128,9 +128,9 @@ mod tests {
     #[test]
     fn as_of_window_and_snapshots() {
         let r = RunDate::new(d("2026-11-23"), &Config::default()).unwrap();
-        assert_eq!(r.epoch_days(), 20_415);
-        assert_eq!(r.as_of_ns(), 20_415 * DAY_NS);
-        assert_eq!(r.window_start_ns(), (20_415 - 365) * DAY_NS);
+        assert_eq!(r.epoch_days(), 20_780);
+        assert_eq!(r.as_of_ns(), 20_780 * DAY_NS);
+        assert_eq!(r.window_start_ns(), (20_780 - 365) * DAY_NS);
         assert_eq!(r.days_before(180).date(), d("2026-05-27"));
         assert_eq!(r.days_since(d("2026-11-01")), 22);
         assert_eq!(r.as_of_rfc3339(), "2026-11-23T00:00:00Z");
