@@ -20,7 +20,7 @@ columns = {
     },
 }
 for name, cols in columns.items():
-    path = f"{root}/lists/{name}/dt={date}/{name}.csv"
+    path = f"{root}/exports/{name}/dt={date}/{name}.csv"
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, strict=True)
         header = next(reader)

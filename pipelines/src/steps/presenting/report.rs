@@ -560,7 +560,7 @@ fn lists_section(out: &mut String, r: &ReportInput) {
         .fold((0, 0), |(a, c), (x, y)| (a + x, c + y));
     let _ = write!(
         out,
-        r#"<section id="lists"><h2>CRM lists</h2><p>Ambassador candidates: <b data-list="ambassador_candidates">{ta}</b> · churn alerts: <b data-list="churn_alerts">{tc}</b> (files under <code>lists/&lt;list&gt;/dt={date}/</code>)</p><table><thead><tr><th>center</th><th class="num">ambassador candidates</th><th class="num">churn alerts</th></tr></thead><tbody>"#,
+        r#"<section id="lists"><h2>CRM lists</h2><p>Ambassador candidates: <b data-list="ambassador_candidates">{ta}</b> · churn alerts: <b data-list="churn_alerts">{tc}</b> (Parquet under <code>lists/&lt;list&gt;/dt={date}/</code>, CSV for the CRM under <code>exports/&lt;list&gt;/dt={date}/</code>)</p><table><thead><tr><th>center</th><th class="num">ambassador candidates</th><th class="num">churn alerts</th></tr></thead><tbody>"#,
         date = esc(&r.date)
     );
     for (center, (a, c)) in &per_center {

@@ -136,17 +136,65 @@ pub async fn publish(
     }
 }
 
+/// A table as its Parquet files hold it, so that every common reader (pandas, pyarrow, polars,
+/// DuckDB, Spark) reads the folder with partition discovery: the partition column (`dt`) is left
+/// out (the `dt=D` folder carries it; a `date` inside the files would clash with the type the
+/// readers infer from the folder), and instants are microseconds, UTC (Spark and Hive do not
+/// read nanosecond timestamps; flywheel's own instants have no finer part than the inputs').
+pub fn file_layout(table: &Table, partition: &str) -> Result<Table> {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let micros = |f: &Field| match f.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+            Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+        }
+        _ => None,
+    };
+    let keep: Vec<usize> = (0..table.schema.fields().len())
+        .filter(|&i| table.schema.field(i).name() != partition)
+        .collect();
+    let fields: Vec<Field> = keep
+        .iter()
+        .map(|&i| {
+            let f = table.schema.field(i);
+            match micros(f) {
+                Some(t) => f.clone().with_data_type(t),
+                None => f.clone(),
+            }
+        })
+        .collect();
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    let mut batches = Vec::with_capacity(table.batches.len());
+    for b in &table.batches {
+        let mut columns = Vec::with_capacity(keep.len());
+        for (&i, f) in keep.iter().zip(schema.fields()) {
+            let c = b.column(i);
+            columns.push(if c.data_type() == f.data_type() {
+                c.clone()
+            } else {
+                arrow::compute::cast(c, f.data_type())?
+            });
+        }
+        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(Table { schema, batches })
+}
+
 async fn stage(
     publisher: &mut Publisher,
     outputs: &[Output],
     (report_folder, report): (String, Bytes),
     partitions: usize,
 ) -> Result<Vec<PublishedTable>> {
+    // What analysts read: the files without the partition column, instants in microseconds.
+    let files: Vec<Table> = outputs
+        .iter()
+        .map(|o| file_layout(&o.table, &o.publication.partition))
+        .collect::<Result<_>>()?;
     // Parquet encoding is the CPU-heavy part: spread the tables over the partitions' threads.
     let encoded = encode::parquet_bytes_parallel(
-        outputs
+        files
             .iter()
-            .map(|o| (&o.table.schema, o.table.batches.as_slice()))
+            .map(|t| (&t.schema, t.batches.as_slice()))
             .collect(),
         partitions,
     )?;
@@ -157,9 +205,14 @@ async fn stage(
             .stage(&o.folder, "part-00000.parquet", bytes, Some(rows))
             .await?;
         if o.publication.crm_csv {
+            // The CRM file keeps every column (dt included) and lives apart from the Parquet
+            // folders, so that those hold only Parquet.
             let csv = encode::csv_bytes(&o.table.schema, &o.table.batches)?;
+            let folder =
+                o.folder
+                    .replacen(&o.publication.folder, &format!("exports/{}", o.name), 1);
             publisher
-                .stage(&o.folder, &format!("{}.csv", o.name), csv, Some(rows))
+                .stage(&folder, &format!("{}.csv", o.name), csv, Some(rows))
                 .await?;
         }
         published.push(PublishedTable {
