@@ -471,6 +471,87 @@ fn a_run_without_champions_stops_unless_allowed() {
     );
 }
 
+/// One run of a date at a time: a live lock of the date stops a second run at once (exit 7,
+/// naming the holder, nothing published, the lock left to its holder); `--break-lock` and a
+/// stale lock are taken over; runs of two different dates go on side by side.
+#[test]
+fn a_date_is_run_by_one_run_at_a_time() {
+    let dir = common::tempdir("e2e-lock");
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "300");
+    let lock = out.join(format!("_locks/dt={DATE}.json"));
+    let holder = |started: chrono::DateTime<chrono::Utc>| {
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        let body = serde_json::json!({
+            "run_id": "2026-06-01-holder", "host": "elsewhere", "pid": 4242,
+            "started_at": started.to_rfc3339(),
+        });
+        std::fs::write(&lock, body.to_string()).unwrap();
+    };
+    holder(chrono::Utc::now());
+    let started = std::time::Instant::now();
+    let stderr = fails(&run_without_models(&input, &out), 7);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        stderr.contains("2026-06-01-holder")
+            && stderr.contains("elsewhere")
+            && stderr.contains("--break-lock"),
+        "{stderr}"
+    );
+    assert!(lock.exists(), "a refused run removed the holder's lock");
+    assert!(
+        !out.join(format!("_runs/dt={DATE}")).exists(),
+        "a refused run published"
+    );
+
+    // --break-lock takes it over; the run releases it at the end.
+    let mut args = vec![
+        "run",
+        "--date",
+        DATE,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--allow-missing-models",
+        "--break-lock",
+    ];
+    ok(&flywheel(&args, &[]));
+    assert!(!lock.exists(), "the run did not release its lock");
+    let first = tables_only(files(&out));
+
+    // A stale lock (its holder died two days ago) is taken over without the flag.
+    holder(chrono::Utc::now() - chrono::Duration::days(2));
+    args.pop();
+    ok(&flywheel(&args, &[]));
+    assert!(!lock.exists());
+    assert_eq!(first, tables_only(files(&out)));
+
+    // Two dates at once (far enough apart that neither reads the other's lists): both complete.
+    let spawn = |date: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flywheel"))
+            .args([
+                "run",
+                "--date",
+                date,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+                "--allow-missing-models",
+            ])
+            .env("FLYWHEEL_LOG", "warn")
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("2026-06-02").unwrap());
+        let b = s.spawn(|| spawn("2026-08-01").unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    ok(&a);
+    ok(&b);
+}
+
 /// A panic is a bug: one line on stderr and exit 70, never Rust's 101.
 #[test]
 fn a_panic_is_an_internal_error_with_exit_70() {

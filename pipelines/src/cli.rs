@@ -69,6 +69,9 @@ pub enum Command {
         /// paths are skipped (otherwise the run stops with exit code 5).
         #[arg(long)]
         allow_missing_models: bool,
+        /// Take over the date's lock held by a run that died (see README, exit code 7).
+        #[arg(long)]
+        break_lock: bool,
     },
     /// Train a challenger model per target and promote it when it beats the champion.
     Train {
@@ -172,9 +175,11 @@ pub async fn execute(cli: Cli) -> Result<()> {
             input,
             output,
             allow_missing_models,
+            break_lock,
         } => {
             let mut cfg = cfg.with_roots(input, output);
             cfg.allow_missing_models |= allow_missing_models;
+            cfg.break_lock = break_lock;
             run(&cfg, parse_date(date.as_deref())?).await
         }
         Command::Train {

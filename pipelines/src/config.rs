@@ -36,6 +36,12 @@ pub struct Config {
     /// the lists' model paths are skipped (said in the log and the manifest). Off by default:
     /// a missing champion stops the run with exit code 5.
     pub allow_missing_models: bool,
+    /// A run's lock of its date older than this is taken to belong to a run that died, and is
+    /// taken over (longer than any run lasts).
+    pub lock_stale_after_minutes: i64,
+    /// Take over the date's lock whatever its age (`flywheel run --break-lock`); not a file key.
+    #[serde(skip)]
+    pub break_lock: bool,
 }
 
 impl Default for Config {
@@ -58,6 +64,8 @@ impl Default for Config {
             l2: 1.0,
             max_iterations: 200,
             allow_missing_models: false,
+            lock_stale_after_minutes: 360,
+            break_lock: false,
         }
     }
 }

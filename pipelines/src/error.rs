@@ -37,6 +37,14 @@ pub enum FlywheelError {
     #[error("earlier output {path} is unreadable: {problem}; restore it, or delete it and rerun that date")]
     EarlierOutput { path: String, problem: String },
 
+    /// Another run of the same date holds the date's lock.
+    #[error("locked: another run of {date} is going on: {holder} holds {lock}; wait for it, or if it died run again with --break-lock (a lock older than lock_stale_after_minutes is taken over by itself)")]
+    Locked {
+        date: String,
+        lock: String,
+        holder: String,
+    },
+
     /// The query engine ran out of its memory budget.
     #[error("out of memory budget: {0}; raise memory_limit_mb (flywheel.toml or FLYWHEEL_MEMORY_LIMIT_MB) or run on a larger machine")]
     Resources(String),
@@ -64,6 +72,7 @@ impl FlywheelError {
             FlywheelError::Storage { .. } | FlywheelError::EarlierOutput { .. } => 4,
             FlywheelError::MissingModel { .. } | FlywheelError::Model(_) => 5,
             FlywheelError::Resources(_) => 6,
+            FlywheelError::Locked { .. } => 7,
             FlywheelError::Internal(_) => 70,
         }
     }

@@ -63,7 +63,7 @@ impl Root {
             };
             let client = ClientOptions::new()
                 .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(120));
+                .with_timeout(Duration::from_secs(env_number("FLYWHEEL_S3_TIMEOUT_S", 15)));
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry)
@@ -197,6 +197,22 @@ impl Root {
             .await
             .map_err(|e| FlywheelError::storage(self.display(rel), e))?;
         Ok(())
+    }
+
+    /// Create the object at `rel` only when there is none (object storage's conditional create):
+    /// true when created, false when it already exists.
+    pub async fn create(&self, rel: &str, bytes: Bytes) -> Result<bool> {
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .store
+            .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(FlywheelError::storage(self.display(rel), e)),
+        }
     }
 
     /// Delete the object at `rel` (nothing when it is absent).

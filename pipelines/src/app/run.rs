@@ -16,7 +16,7 @@ use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, ValidatedInputs};
 use crate::steps::presenting::report;
-use crate::steps::publishing::{self, earlier, Manifest};
+use crate::steps::publishing::{self, earlier, lock, Manifest};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
 use crate::storage::Root;
 
@@ -37,11 +37,42 @@ struct Notes {
 }
 
 /// The nightly entry point: run date `date` with configuration `cfg`.
+/// Only one run of a date at a time: the date's lock is held from here to the end, released
+/// whether the run succeeds or fails.
 pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let started_at = Utc::now();
     let run_date = RunDate::new(date, cfg)?;
-    let input = Root::parse(&cfg.input)?;
     let output = Root::parse(&cfg.output)?;
+    let run_id = format!(
+        "{}-{}",
+        run_date,
+        started_at.timestamp_nanos_opt().unwrap_or_default()
+    );
+    let lock = lock::acquire(
+        &output,
+        &run_date,
+        &run_id,
+        cfg.lock_stale_after_minutes,
+        cfg.break_lock,
+    )
+    .await?;
+    let result = run_locked(cfg, &run_date, &output, &run_id, started_at).await;
+    lock.release().await;
+    result
+}
+
+/// The run itself, under the date's lock.
+async fn run_locked(
+    cfg: &Config,
+    run_date: &RunDate,
+    output: &Root,
+    run_id: &str,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<RunReport> {
+    let run_date = *run_date;
+    let output = output.clone();
+    let run_id = run_id.to_string();
+    let input = Root::parse(&cfg.input)?;
     let mut stages = Stages::default();
     let mut notes = Notes::default();
     let ctx = session(cfg)?;
@@ -58,11 +89,6 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     notes.data.extend(cycle_warning(&tables));
 
     let t = stages.start();
-    let run_id = format!(
-        "{}-{}",
-        run_date,
-        started_at.timestamp_nanos_opt().unwrap_or_default()
-    );
     let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
     publishing::check(&ctx, &outputs).await?;
     let report_file = report_file(&run_date, &tables, &models, &validated.checks, &notes.data);

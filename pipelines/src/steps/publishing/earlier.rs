@@ -41,7 +41,10 @@ pub async fn previous_list(
         if age <= 0 || age > cooldown {
             continue;
         }
-        let bytes = output.get(&rel).await?.unwrap_or_default();
+        // Gone between the listing and the read: a run of that date is replacing it.
+        let Some(bytes) = output.get(&rel).await? else {
+            continue;
+        };
         let unreadable = |problem: String| FlywheelError::EarlierOutput {
             path: output.display(&rel),
             problem,

@@ -1,0 +1,125 @@
+//! One run of a date at a time: a lock object per output root and run date,
+//! `_locks/dt=D.json`, created with object storage's conditional create (it fails when the
+//! object exists, on the local filesystem and on S3 alike). It holds the run id, host, process
+//! and start time. A lock older than `lock_stale_after_minutes` belongs to a run that died and
+//! is taken over; `--break-lock` takes it over at once. Runs of different dates do not meet.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::engine::RunDate;
+use crate::error::{FlywheelError, Result};
+use crate::storage::Root;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub run_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// A held lock; `release` removes it (a run that ends, well or not, releases its lock).
+pub struct Lock {
+    output: Root,
+    path: String,
+}
+
+/// Where the lock of `date` lives below the output root.
+pub fn path(date: &RunDate) -> String {
+    format!("_locks/dt={date}.json")
+}
+
+/// Take the lock of `date` for run `run_id`, or fail with [`FlywheelError::Locked`] naming the
+/// holder. `stale_after_minutes`: a lock at least this old is taken over; `force` takes it over
+/// whatever its age.
+pub async fn acquire(
+    output: &Root,
+    date: &RunDate,
+    run_id: &str,
+    stale_after_minutes: i64,
+    force: bool,
+) -> Result<Lock> {
+    let path = path(date);
+    let me = Holder {
+        run_id: run_id.to_string(),
+        host: hostname(),
+        pid: std::process::id(),
+        started_at: Utc::now(),
+    };
+    let body = serde_json::to_vec_pretty(&me).map_err(FlywheelError::internal)?;
+    // Two attempts: the second after removing a stale (or forcibly broken) lock.
+    for attempt in 0..2 {
+        if output.create(&path, body.clone().into()).await? {
+            return Ok(Lock {
+                output: output.clone(),
+                path,
+            });
+        }
+        let holder = read_holder(output, &path).await?;
+        let age = holder
+            .as_ref()
+            .map(|h| (Utc::now() - h.started_at).num_minutes());
+        let stale = age.is_none_or(|a| a >= stale_after_minutes);
+        if attempt == 0 && (force || stale) {
+            warn!(
+                lock = %output.display(&path),
+                holder = ?holder,
+                "taking over the lock of the date ({})",
+                if force { "--break-lock" } else { "stale: its holder is gone" }
+            );
+            output.delete(&path).await?;
+            continue;
+        }
+        let who = match &holder {
+            Some(h) => format!(
+                "run {} on host {} (pid {}), started {}",
+                h.run_id,
+                h.host,
+                h.pid,
+                h.started_at.to_rfc3339()
+            ),
+            None => "another run".to_string(),
+        };
+        return Err(FlywheelError::Locked {
+            date: date.to_string(),
+            lock: output.display(&path),
+            holder: who,
+        });
+    }
+    Err(FlywheelError::Locked {
+        date: date.to_string(),
+        lock: output.display(&path),
+        holder: "another run that took it over at the same moment".into(),
+    })
+}
+
+impl Lock {
+    pub async fn release(self) {
+        if let Err(e) = self.output.delete(&self.path).await {
+            warn!(error = %e, "could not remove the lock of the run; the next run of the date takes it over once stale");
+        }
+    }
+}
+
+/// The holder written in the lock; None when it is unreadable (treated as stale).
+async fn read_holder(output: &Root, path: &str) -> Result<Option<Holder>> {
+    Ok(output
+        .get(path)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            // Not a data path: the kernel's host name.
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
