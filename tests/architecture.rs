@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u32)] = &[
     // The applications, peers.
     ("app", 1),
     ("app::run", 1),
+    ("app::runs", 1),
     ("app::train", 1),
     ("app::demo", 1),
     ("app::models", 1),

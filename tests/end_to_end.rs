@@ -74,6 +74,13 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// The files of an output without the run ledger (every run, a failed one too, adds a record).
+fn published(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut f = files(dir);
+    f.retain(|k, _| !k.starts_with("_runs/ledger/"));
+    f
+}
+
 fn tables_only(mut f: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
     f.retain(|k, _| !k.starts_with("_runs/") && !k.starts_with("models/"));
     f
@@ -269,7 +276,7 @@ fn assert_bad_input(name: &str, code: i32, needles: &[&str], breakage: impl Fn(&
     let (input, out) = (dir.join("in"), dir.join("out"));
     generate(&input, "300");
     ok(&run_without_models(&input, &out));
-    let before = files(&out);
+    let before = published(&out);
     breakage(&input);
     let stderr = fails(&run_without_models(&input, &out), code);
     for n in needles {
@@ -277,16 +284,16 @@ fn assert_bad_input(name: &str, code: i32, needles: &[&str], breakage: impl Fn(&
     }
     assert_eq!(
         before,
-        files(&out),
+        published(&out),
         "{name}: a failed run changed the published outputs"
     );
     // Nothing published into a fresh output either.
     let fresh = dir.join("fresh");
     fails(&run_without_models(&input, &fresh), code);
     assert!(
-        files(&fresh).is_empty(),
+        published(&fresh).is_empty(),
         "{name}: a failed run published {:?}",
-        files(&fresh).keys()
+        published(&fresh).keys()
     );
 }
 
@@ -424,7 +431,7 @@ fn an_unreachable_bucket_is_a_storage_error() {
     );
     let stderr = fails(&out, 4);
     assert!(stderr.contains("s3://no-such-bucket/in"), "{stderr}");
-    assert!(files(&dir.join("out")).is_empty());
+    assert!(published(&dir.join("out")).is_empty());
 }
 
 /// The nightly run never trains: without a champion it stops (exit 5, naming the command to run,
@@ -440,9 +447,9 @@ fn a_run_without_champions_stops_unless_allowed() {
         "the message names the command to run:\n{stderr}"
     );
     assert!(
-        files(&out).is_empty(),
+        published(&out).is_empty(),
         "a stopped run published {:?}",
-        files(&out).keys()
+        published(&out).keys()
     );
 
     ok(&run_without_models(&input, &out));
@@ -468,6 +475,32 @@ fn a_run_without_champions_stops_unless_allowed() {
         scores.iter().all(|r| r == ","),
         "scores are not null: {:?}",
         &scores[..3]
+    );
+
+    // The ledger keeps every run, the failed one first, and a rerun adds a record.
+    ok(&run_without_models(&input, &out));
+    let env = [("FLYWHEEL_OUTPUT", out.display().to_string())];
+    let text = ok(&flywheel(&["runs", "--date", DATE], &env));
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let cells: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    assert_eq!((cells[0][2], cells[0][3]), ("failed", "5"), "{text}");
+    assert!(rows[0].contains("no champion model"), "{text}");
+    for c in &cells[1..] {
+        assert_eq!((c[2], c[3]), ("succeeded", "0"), "{text}");
+    }
+    let ledger = files(&out.join(format!("_runs/ledger/dt={DATE}")));
+    assert_eq!(ledger.len(), 3);
+    let record: serde_json::Value =
+        serde_json::from_slice(ledger.values().last().unwrap()).unwrap();
+    assert_eq!(record["schema_version"], 1);
+    assert_eq!(
+        record["input_fingerprints"].as_object().unwrap().len(),
+        4,
+        "{record}"
     );
 }
 

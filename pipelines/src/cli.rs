@@ -90,6 +90,14 @@ pub enum Command {
         #[arg(long)]
         export_design: Option<String>,
     },
+    /// The run ledger: every run of the output (failed and refused ones too), oldest first.
+    Runs {
+        /// Only the runs of this run date.
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        output: Option<String>,
+    },
     /// The model registry: list, show, promote, rollback.
     Models {
         #[command(subcommand)]
@@ -196,6 +204,7 @@ pub async fn execute(cli: Cli) -> Result<()> {
             };
             train(&cfg.with_roots(input, output), &settings).await
         }
+        Command::Runs { date, output } => runs(&cfg.with_roots(None, output), date).await,
         Command::Models { action } => models(&cfg, action).await,
         Command::Demo { customers, date } => {
             let date = parse_date(date.as_deref())?;
@@ -210,6 +219,36 @@ pub async fn execute(cli: Cli) -> Result<()> {
             run(&cfg, date).await
         }
     }
+}
+
+/// `flywheel runs`: one line per ledger record.
+async fn runs(cfg: &Config, date: Option<String>) -> Result<()> {
+    let date = date.map(|d| parse_date(Some(&d))).transpose()?;
+    let records = app::runs::list(cfg, date.map(|d| d.to_string()).as_deref()).await?;
+    println!(
+        "{:<32} {:<10} {:<9} {:>4} {:<25} {:>8}  error",
+        "run id", "date", "status", "exit", "started", "seconds"
+    );
+    for r in records {
+        let seconds = chrono::DateTime::parse_from_rfc3339(&r.ended_at)
+            .ok()
+            .zip(chrono::DateTime::parse_from_rfc3339(&r.started_at).ok())
+            .map(|(e, s)| (e - s).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or(f64::NAN);
+        let error = r.error.unwrap_or_default();
+        let error: String = error
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect();
+        println!(
+            "{:<32} {:<10} {:<9} {:>4} {:<25} {:>8.2}  {}",
+            r.run_id, r.run_date, r.status, r.exit_code, r.started_at, seconds, error
+        );
+    }
+    Ok(())
 }
 
 async fn generate(

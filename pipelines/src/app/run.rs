@@ -16,7 +16,7 @@ use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, ValidatedInputs};
 use crate::steps::presenting::report;
-use crate::steps::publishing::{self, earlier, lock, Manifest};
+use crate::steps::publishing::{self, earlier, ledger, lock, Manifest};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
 use crate::storage::Root;
 
@@ -48,15 +48,69 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         run_date,
         started_at.timestamp_nanos_opt().unwrap_or_default()
     );
+    let result = run_with_lock(cfg, &run_date, &output, &run_id, started_at).await;
+    let record = ledger::RunRecord {
+        schema_version: ledger::SCHEMA_VERSION,
+        run_id: run_id.clone(),
+        run_date: run_date.to_string(),
+        status: if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .into(),
+        exit_code: result.as_ref().err().map_or(0, |e| e.exit_code()),
+        error: result.as_ref().err().map(|e| e.to_string()),
+        started_at: started_at.to_rfc3339(),
+        ended_at: Utc::now().to_rfc3339(),
+        flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
+        input_fingerprints: result
+            .as_ref()
+            .map(|r| fingerprints(&r.manifest))
+            .unwrap_or_default(),
+    };
+    // The ledger must not turn a run's own outcome into another: a record that cannot be
+    // written (e.g. the store is down, which the run's error already says) is a warning.
+    if let Err(e) = ledger::write(&output, &record).await {
+        warn!(error = %e, "could not write the run's ledger record");
+    }
+    result
+}
+
+/// Per input, the fingerprint of the files the run read.
+fn fingerprints(manifest: &Manifest) -> BTreeMap<String, String> {
+    manifest
+        .inputs
+        .iter()
+        .map(|(input, files)| {
+            let fp = ledger::fingerprint(
+                files
+                    .iter()
+                    .map(|f| (f.path.as_str(), f.size, f.last_modified.as_str())),
+            );
+            (input.clone(), fp)
+        })
+        .collect()
+}
+
+/// The run under the date's lock (refused at once, exit 7, when another run holds it).
+async fn run_with_lock(
+    cfg: &Config,
+    run_date: &RunDate,
+    output: &Root,
+    run_id: &str,
+    started_at: chrono::DateTime<Utc>,
+) -> Result<RunReport> {
+    let run_date = *run_date;
     let lock = lock::acquire(
-        &output,
+        output,
         &run_date,
-        &run_id,
+        run_id,
         cfg.lock_stale_after_minutes,
         cfg.break_lock,
     )
     .await?;
-    let result = run_locked(cfg, &run_date, &output, &run_id, started_at).await;
+    let result = run_locked(cfg, &run_date, output, run_id, started_at).await;
     lock.release().await;
     result
 }
@@ -108,6 +162,7 @@ async fn run_locked(
         ..
     } = validated;
     let manifest = Manifest {
+        schema_version: ledger::SCHEMA_VERSION,
         flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
         run_id,
         run_date: run_date.to_string(),

@@ -15,6 +15,8 @@ use crate::storage::Root;
 
 #[derive(Debug, Serialize)]
 pub struct Manifest {
+    /// The layout version of this file (`ledger::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub flywheel_version: String,
     /// `<run date>-<start in ns>`: also the name of the run's staging folder.
     pub run_id: String,

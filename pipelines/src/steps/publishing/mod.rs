@@ -15,6 +15,7 @@ use crate::error::{FlywheelError, Result};
 use crate::storage::Root;
 
 pub mod earlier;
+pub mod ledger;
 pub mod lock;
 pub mod manifest;
 pub mod publisher;

@@ -1,0 +1,81 @@
+//! The run ledger: every `flywheel run`, failed and refused ones included, leaves one record,
+//! `_runs/ledger/dt=D/<run id>.json`, written when the run ends. A rerun adds a record and never
+//! replaces an earlier one (the run id holds the start in nanoseconds). `flywheel runs` lists
+//! them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FlywheelError, Result};
+use crate::storage::Root;
+
+/// Version of the record's layout (and of the manifest's), for readers of these files.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub run_date: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub exit_code: i32,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub ended_at: String,
+    pub flywheel_version: String,
+    /// Per input: a fingerprint of its files (path, size, last-modified), when the run got as far
+    /// as reading them.
+    pub input_fingerprints: BTreeMap<String, String>,
+}
+
+const FOLDER: &str = "_runs/ledger";
+
+/// Write `record` to the ledger; returns its location.
+pub async fn write(output: &Root, record: &RunRecord) -> Result<String> {
+    let path = format!("{FOLDER}/dt={}/{}.json", record.run_date, record.run_id);
+    let json = serde_json::to_vec_pretty(record).map_err(FlywheelError::internal)?;
+    output.put(&path, json.into()).await?;
+    Ok(output.display(&path))
+}
+
+/// Every record of the ledger (of one run date when `date` is given), oldest first.
+pub async fn list(output: &Root, date: Option<&str>) -> Result<Vec<RunRecord>> {
+    let prefix = match date {
+        Some(d) => format!("{FOLDER}/dt={d}/"),
+        None => format!("{FOLDER}/"),
+    };
+    let mut out = Vec::new();
+    for listed in output.list(&prefix).await? {
+        if !listed.path.ends_with(".json") {
+            continue;
+        }
+        let Some(bytes) = output.get(&listed.path).await? else {
+            continue;
+        };
+        let record: RunRecord =
+            serde_json::from_slice(&bytes).map_err(|e| FlywheelError::EarlierOutput {
+                path: output.display(&listed.path),
+                problem: format!("not a run record ({e})"),
+            })?;
+        out.push(record);
+    }
+    out.sort_by(|a, b| (&a.started_at, &a.run_id).cmp(&(&b.started_at, &b.run_id)));
+    Ok(out)
+}
+
+/// A fingerprint of one input's files: FNV-1a over path, size and last-modified, in path order.
+pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64, &'a str)>) -> String {
+    let mut parts: Vec<String> = files
+        .into_iter()
+        .map(|(p, size, modified)| format!("{p}\t{size}\t{modified}\n"))
+        .collect();
+    parts.sort();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in parts.concat().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
