@@ -585,6 +585,57 @@ fn a_date_is_run_by_one_run_at_a_time() {
     ok(&b);
 }
 
+/// `--log-format json`: one JSON object per line, the message at the top level and the run's id
+/// on every line of the run, a failed run's line included.
+#[test]
+fn json_logs_carry_the_message_and_the_run_id() {
+    let dir = common::tempdir("e2e-json-logs");
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "300");
+    let check = |stderr: &str, want_error: bool, min_lines: usize| {
+        let mut lines = 0;
+        let mut run_ids = std::collections::BTreeSet::new();
+        for line in stderr.lines().filter(|l| l.starts_with('{')) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v["message"].is_string(), "no top-level message: {line}");
+            assert!(v.get("fields").is_none(), "nested fields: {line}");
+            // The command line's closing line (the exit code for the scheduler) is outside the run.
+            if v.get("span").is_none() && v["exit_code"].is_number() {
+                continue;
+            }
+            let id = v["span"]["run_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no run_id: {line}"));
+            run_ids.insert(id.to_string());
+            lines += 1;
+        }
+        assert!(lines >= min_lines, "{stderr}");
+        assert_eq!(run_ids.len(), 1, "{run_ids:?}");
+        assert_eq!(stderr.contains("run failed"), want_error, "{stderr}");
+    };
+    let args = [
+        "--log-format",
+        "json",
+        "run",
+        "--date",
+        DATE,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let info = [("FLYWHEEL_LOG", "info".to_string())];
+    let failed = flywheel(&args, &info);
+    assert_eq!(failed.status.code(), Some(5));
+    check(&String::from_utf8_lossy(&failed.stderr), true, 1);
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-missing-models");
+    let good = flywheel(&allowed, &info);
+    assert!(good.status.success());
+    check(&String::from_utf8_lossy(&good.stderr), false, 3);
+}
+
 /// A panic is a bug: one line on stderr and exit 70, never Rust's 101.
 #[test]
 fn a_panic_is_an_internal_error_with_exit_70() {

@@ -50,7 +50,14 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
+        // One JSON object per line with the message at the top level (as log collectors
+        // expect) and the run's span (run_id, run_date) on every line of a run.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),

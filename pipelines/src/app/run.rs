@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, Utc};
 use datafusion::prelude::SessionContext;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
 use crate::contracts::{self, Role};
@@ -48,7 +48,13 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
         run_date,
         started_at.timestamp_nanos_opt().unwrap_or_default()
     );
-    let result = run_with_lock(cfg, &run_date, &output, &run_id, started_at).await;
+    let span = tracing::info_span!("run", run_id = %run_id, run_date = %run_date);
+    let result = run_with_lock(cfg, &run_date, &output, &run_id, started_at)
+        .instrument(span.clone())
+        .await;
+    if let Err(e) = &result {
+        span.in_scope(|| tracing::error!(exit_code = e.exit_code(), "run failed: {e}"));
+    }
     let record = ledger::RunRecord {
         schema_version: ledger::SCHEMA_VERSION,
         run_id: run_id.clone(),
@@ -72,7 +78,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     // The ledger must not turn a run's own outcome into another: a record that cannot be
     // written (e.g. the store is down, which the run's error already says) is a warning.
     if let Err(e) = ledger::write(&output, &record).await {
-        warn!(error = %e, "could not write the run's ledger record");
+        span.in_scope(|| warn!(error = %e, "could not write the run's ledger record"));
     }
     result
 }
