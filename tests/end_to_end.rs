@@ -842,7 +842,19 @@ fn s3_run_matches_local_run() {
     ));
     ok(&train_and_run(&local_in, &dir.join("out")));
     train_all("s3://flywheel/in", "s3://flywheel/out", &env);
-    ok(&run_at(DATE, "s3://flywheel/in", "s3://flywheel/out", &env));
+    // At debug level, so that a secret in any log line would show.
+    let mut debug_env = env.clone();
+    debug_env.push(("FLYWHEEL_LOG", "debug".to_string()));
+    let log = ok(&run_at(
+        DATE,
+        "s3://flywheel/in",
+        "s3://flywheel/out",
+        &debug_env,
+    ));
+    assert!(
+        !log.contains(tools::SECRET_KEY),
+        "the secret key is in the log"
+    );
 
     // Read the S3 outputs back through object_store.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -868,6 +880,13 @@ fn s3_run_matches_local_run() {
         }
         out
     });
+    // Nor in anything written to the bucket (manifest, ledger, tables).
+    for (k, v) in &remote {
+        assert!(
+            !String::from_utf8_lossy(v).contains(tools::SECRET_KEY),
+            "the secret key is in {k}"
+        );
+    }
     let local = tables_only(files(&dir.join("out")));
     let mut remote_tables = tables_only(remote.clone());
     // Rejects name the source file relative to the input root: the same on both.
