@@ -904,6 +904,50 @@ fn s3_run_matches_local_run() {
         remote.keys().any(|k| k.starts_with("_runs/dt=")),
         "no manifest on S3"
     );
+
+    // The date's lock works on S3 too (conditional create): a live holder refuses a second run
+    // (exit 7, the lock left in place), --break-lock takes it over.
+    rt.block_on(async {
+        use object_store::{ObjectStore, ObjectStoreExt};
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("flywheel")
+            .with_endpoint(&server.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(tools::ACCESS_KEY)
+            .with_secret_access_key(tools::SECRET_KEY)
+            .build()
+            .unwrap();
+        let holder = serde_json::json!({
+            "run_id": "s3-holder", "host": "elsewhere", "pid": 1,
+            "started_at": chrono::Utc::now().to_rfc3339(),
+        });
+        store
+            .put(
+                &object_store::path::Path::from(format!("out/_locks/dt={DATE}.json")),
+                holder.to_string().into_bytes().into(),
+            )
+            .await
+            .unwrap();
+    });
+    let stderr = fails(
+        &run_at(DATE, "s3://flywheel/in", "s3://flywheel/out", &env),
+        7,
+    );
+    assert!(stderr.contains("s3-holder"), "{stderr}");
+    ok(&flywheel(
+        &[
+            "run",
+            "--date",
+            DATE,
+            "--input",
+            "s3://flywheel/in",
+            "--output",
+            "s3://flywheel/out",
+            "--break-lock",
+        ],
+        &env,
+    ));
 }
 
 /// Training twice on the same inputs gives the same model file; promote and rollback move the
