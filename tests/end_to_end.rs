@@ -908,7 +908,7 @@ fn s3_run_matches_local_run() {
     // The date's lock works on S3 too (conditional create): a live holder refuses a second run
     // (exit 7, the lock left in place), --break-lock takes it over.
     rt.block_on(async {
-        use object_store::{ObjectStore, ObjectStoreExt};
+        use object_store::ObjectStoreExt;
         let store = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name("flywheel")
             .with_endpoint(&server.endpoint)
