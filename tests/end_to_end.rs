@@ -858,18 +858,18 @@ fn s3_run_matches_local_run() {
 
     // Read the S3 outputs back through object_store.
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("flywheel")
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(tools::ACCESS_KEY)
+        .with_secret_access_key(tools::SECRET_KEY)
+        .build()
+        .unwrap();
     let remote: BTreeMap<String, Vec<u8>> = rt.block_on(async {
         use futures::TryStreamExt;
         use object_store::{ObjectStore, ObjectStoreExt};
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("flywheel")
-            .with_endpoint(&server.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(tools::ACCESS_KEY)
-            .with_secret_access_key(tools::SECRET_KEY)
-            .build()
-            .unwrap();
         let prefix = object_store::path::Path::from("out");
         let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
         let mut out = BTreeMap::new();
@@ -909,15 +909,6 @@ fn s3_run_matches_local_run() {
     // (exit 7, the lock left in place), --break-lock takes it over.
     rt.block_on(async {
         use object_store::ObjectStoreExt;
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("flywheel")
-            .with_endpoint(&server.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(tools::ACCESS_KEY)
-            .with_secret_access_key(tools::SECRET_KEY)
-            .build()
-            .unwrap();
         let holder = serde_json::json!({
             "run_id": "s3-holder", "host": "elsewhere", "pid": 1,
             "started_at": chrono::Utc::now().to_rfc3339(),

@@ -36,22 +36,34 @@ struct Notes {
     data: Vec<String>,
 }
 
-/// The nightly entry point: run date `date` with configuration `cfg`.
-/// Only one run of a date at a time: the date's lock is held from here to the end, released
-/// whether the run succeeds or fails.
+/// Who a run is: its date, output root, id and start.
+struct ThisRun {
+    date: RunDate,
+    output: Root,
+    /// `<run date>-<start in ns>`: names its staging folder, lock holder and ledger record.
+    id: String,
+    started_at: chrono::DateTime<Utc>,
+}
+
+/// The nightly entry point: run date `date` with configuration `cfg`. Only one run of a date at
+/// a time: the date's lock is held from here to the end, released whether the run succeeds or
+/// fails; every run, failed or refused, leaves a ledger record.
 pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let started_at = Utc::now();
     let run_date = RunDate::new(date, cfg)?;
-    let output = Root::parse(&cfg.output)?;
-    let run_id = format!(
-        "{}-{}",
-        run_date,
-        started_at.timestamp_nanos_opt().unwrap_or_default()
-    );
+    let this = ThisRun {
+        date: run_date,
+        output: Root::parse(&cfg.output)?,
+        id: format!(
+            "{}-{}",
+            run_date,
+            started_at.timestamp_nanos_opt().unwrap_or_default()
+        ),
+        started_at,
+    };
+    let (output, run_id) = (&this.output, &this.id);
     let span = tracing::info_span!("run", run_id = %run_id, run_date = %run_date);
-    let result = run_with_lock(cfg, &run_date, &output, &run_id, started_at)
-        .instrument(span.clone())
-        .await;
+    let result = run_with_lock(cfg, &this).instrument(span.clone()).await;
     if let Err(e) = &result {
         span.in_scope(|| tracing::error!(exit_code = e.exit_code(), "run failed: {e}"));
     }
@@ -77,7 +89,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     };
     // The ledger must not turn a run's own outcome into another: a record that cannot be
     // written (e.g. the store is down, which the run's error already says) is a warning.
-    if let Err(e) = ledger::write(&output, &record).await {
+    if let Err(e) = ledger::write(output, &record).await {
         span.in_scope(|| warn!(error = %e, "could not write the run's ledger record"));
     }
     result
@@ -100,38 +112,24 @@ fn fingerprints(manifest: &Manifest) -> BTreeMap<String, String> {
 }
 
 /// The run under the date's lock (refused at once, exit 7, when another run holds it).
-async fn run_with_lock(
-    cfg: &Config,
-    run_date: &RunDate,
-    output: &Root,
-    run_id: &str,
-    started_at: chrono::DateTime<Utc>,
-) -> Result<RunReport> {
-    let run_date = *run_date;
+async fn run_with_lock(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
     let lock = lock::acquire(
-        output,
-        &run_date,
-        run_id,
+        &this.output,
+        &this.date,
+        &this.id,
         cfg.lock_stale_after_minutes,
         cfg.break_lock,
     )
     .await?;
-    let result = run_locked(cfg, &run_date, output, run_id, started_at).await;
+    let result = run_locked(cfg, this).await;
     lock.release().await;
     result
 }
 
 /// The run itself, under the date's lock.
-async fn run_locked(
-    cfg: &Config,
-    run_date: &RunDate,
-    output: &Root,
-    run_id: &str,
-    started_at: chrono::DateTime<Utc>,
-) -> Result<RunReport> {
-    let run_date = *run_date;
-    let output = output.clone();
-    let run_id = run_id.to_string();
+async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
+    let (run_date, output, run_id, started_at) =
+        (this.date, &this.output, this.id.clone(), this.started_at);
     let input = Root::parse(&cfg.input)?;
     let mut stages = Stages::default();
     let mut notes = Notes::default();
@@ -145,7 +143,7 @@ async fn run_locked(
     stages.done("load_and_validate_inputs", t);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
-    let tables = compute(&ctx, cfg, &run_date, &output, &models, &mut stages).await?;
+    let tables = compute(&ctx, cfg, &run_date, output, &models, &mut stages).await?;
     notes.data.extend(cycle_warning(&tables));
 
     let t = stages.start();
@@ -153,7 +151,7 @@ async fn run_locked(
     publishing::check(&ctx, &outputs).await?;
     let report_file = report_file(&run_date, &tables, &models, &validated.checks, &notes.data);
     let (published, files) = publishing::publish(
-        &output,
+        output,
         &run_id,
         &outputs,
         report_file,
@@ -188,7 +186,7 @@ async fn run_locked(
             .collect(),
         stages: stages.0,
     };
-    let manifest_path = publishing::manifest::write(&output, &manifest).await?;
+    let manifest_path = publishing::manifest::write(output, &manifest).await?;
     info!(manifest = %manifest_path, "run published");
     Ok(RunReport {
         manifest,

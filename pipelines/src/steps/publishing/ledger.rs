@@ -72,10 +72,5 @@ pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64, &'a str)>)
         .map(|(p, size, modified)| format!("{p}\t{size}\t{modified}\n"))
         .collect();
     parts.sort();
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in parts.concat().bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", flywheel_models::fnv1a(parts.concat().as_bytes()))
 }
