@@ -34,7 +34,10 @@ fn table(name: &str, entries: &[(String, PathBuf)]) -> String {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The manifest dir at run time, not at compile time: a build script compiled in one
+    // checkout and reused from a shared CARGO_TARGET_DIR by another must read its own tree.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("..");
     let (sql, contracts) = (root.join("sql"), root.join("data-contracts"));
     println!("cargo:rerun-if-changed={}", sql.display());
     println!("cargo:rerun-if-changed={}", contracts.display());
