@@ -1251,3 +1251,257 @@ fn tokio_rows(out: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
         .unwrap()
         .block_on(common::read_rows(out, folder, columns))
 }
+
+/// Copy a folder tree (test set-up only).
+fn copy_tree(from: &Path, to: &Path) {
+    for (rel, bytes) in files(from) {
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(dest, bytes).unwrap();
+    }
+}
+
+/// The published table files of an output grouped by folder (`<table>/dt=D`), without the run
+/// bookkeeping (`_runs`, `_staging`, `_locks`) and the model registry.
+fn table_folders(f: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    for (k, v) in f {
+        if k.starts_with('_') || k.starts_with("models/") {
+            continue;
+        }
+        let (folder, file) = k.rsplit_once('/').unwrap();
+        out.entry(folder.to_string())
+            .or_default()
+            .insert(file.to_string(), v.clone());
+    }
+    out
+}
+
+/// Every table folder of `now` is whole: equal to its `old` or its `new` version, file for file.
+/// Returns how many of the folders that differ between the versions are old and how many new.
+fn assert_each_table_whole(
+    now: &BTreeMap<String, Vec<u8>>,
+    old: &BTreeMap<String, Vec<u8>>,
+    new: &BTreeMap<String, Vec<u8>>,
+    when: &str,
+) -> (usize, usize) {
+    let (now, old, new) = (table_folders(now), table_folders(old), table_folders(new));
+    assert_eq!(
+        now.keys().collect::<Vec<_>>(),
+        new.keys().collect::<Vec<_>>(),
+        "{when}: a table folder is missing or extra"
+    );
+    let (mut olds, mut news) = (0, 0);
+    for (folder, files) in &now {
+        if new.get(folder) == old.get(folder) && Some(files) == new.get(folder) {
+            continue; // the same in both versions (e.g. no rejects either time)
+        }
+        if Some(files) == new.get(folder) {
+            news += 1;
+        } else if Some(files) == old.get(folder) {
+            olds += 1;
+        } else {
+            panic!("{when}: {folder} is neither its old nor its new version");
+        }
+    }
+    (olds, news)
+}
+
+fn generate_seeded(dir: &Path, customers: &str, seed: &str) {
+    ok(&flywheel(
+        &[
+            "generate",
+            "--customers",
+            customers,
+            "--seed",
+            seed,
+            "--as-of",
+            DATE,
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    ));
+}
+
+/// A rerun of a date (new inputs) killed with SIGKILL after each step of its commit: at every
+/// point each table of the date is whole, in its old or its new version; the next command
+/// (`flywheel recover`, or the next run) finishes the commit, after which the output is the new
+/// version exactly, without staging or lock left, the date's completion marker written last and
+/// the killed run in the ledger. A storage error during the commit (injected) exits 4 and is
+/// finished the same way. A reader polling the folders during a rerun never sees one empty.
+#[test]
+fn a_commit_stopped_at_any_step_leaves_whole_tables_and_is_finished_next() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = common::tempdir("e2e-crash");
+    let (old_in, new_in) = (dir.join("in-old"), dir.join("in-new"));
+    generate_seeded(&old_in, "1500", "7");
+    generate_seeded(&new_in, "1500", "8");
+    let base = dir.join("base");
+    ok(&train_and_run(&old_in, &base));
+    let old = files(&base);
+    let fresh = dir.join("fresh");
+    copy_tree(&base, &fresh);
+    ok(&run(&new_in, &fresh));
+    let new = files(&fresh);
+    let marker = format!("_runs/dt={DATE}/_SUCCESS");
+    assert!(old.contains_key(&marker) && new.contains_key(&marker));
+    assert_ne!(table_folders(&old), table_folders(&new));
+
+    let mut k = 1;
+    loop {
+        let out = dir.join(format!("kill-{k}"));
+        copy_tree(&base, &out);
+        let killed = run_at(
+            DATE,
+            new_in.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &[("FLYWHEEL_COMMIT_KILL_AFTER", k.to_string())],
+        );
+        if killed.status.success() {
+            // Past the commit's last step: it ran through.
+            assert!(k > 20, "the commit has only {k} steps?");
+            assert_eq!(table_folders(&files(&out)), table_folders(&new));
+            break;
+        }
+        assert_eq!(killed.status.signal(), Some(9), "step {k}: not killed");
+        let now = files(&out);
+        let (olds, news) =
+            assert_each_table_whole(&now, &old, &new, &format!("killed after step {k}"));
+        if k == 1 {
+            assert_eq!(
+                news, 0,
+                "the journal is written before anything published is touched"
+            );
+        }
+        // The marker says complete only when no table is changing.
+        if now.contains_key(&marker) {
+            assert!(
+                olds == 0 || news == 0,
+                "step {k}: marker present mid-commit"
+            );
+        }
+        // The next command finishes the commit: `recover` after odd steps, the next run after even.
+        let text = if k % 2 == 1 {
+            ok(&flywheel(
+                &["recover", "--output", out.to_str().unwrap()],
+                &[],
+            ))
+        } else {
+            ok(&run(&new_in, &out))
+        };
+        let after = files(&out);
+        assert_eq!(
+            table_folders(&after),
+            table_folders(&new),
+            "after step {k}: {text}"
+        );
+        assert!(
+            after.contains_key(&marker),
+            "after step {k}: no completion marker"
+        );
+        assert!(
+            !after
+                .keys()
+                .any(|p| p.starts_with("_staging/") || p.starts_with("_locks/")),
+            "after step {k}: staging or a lock left behind"
+        );
+        assert!(
+            !out.join("_staging").exists(),
+            "after step {k}: an empty staging tree"
+        );
+        let runs = ok(&flywheel(&["runs", "--output", out.to_str().unwrap()], &[]));
+        assert!(
+            runs.contains("abandoned"),
+            "after step {k}: the killed run is not in the ledger:\n{runs}"
+        );
+        k += 1;
+    }
+
+    // A storage error in the middle of the commit: exit 4, the tables whole, the ledger says so;
+    // the next run finishes the commit.
+    let out = dir.join("fail");
+    copy_tree(&base, &out);
+    let failed = run_at(
+        DATE,
+        new_in.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &[("FLYWHEEL_COMMIT_FAIL_AFTER", "6".to_string())],
+    );
+    let stderr = fails(&failed, 4);
+    assert!(stderr.contains("flywheel recover"), "{stderr}");
+    assert_each_table_whole(&files(&out), &old, &new, "after a storage error");
+    let runs = ok(&flywheel(&["runs", "--output", out.to_str().unwrap()], &[]));
+    assert!(
+        runs.lines()
+            .any(|l| l.contains("failed") && l.contains("   4 ")),
+        "{runs}"
+    );
+    ok(&run(&new_in, &out));
+    assert_eq!(table_folders(&files(&out)), table_folders(&new));
+
+    // A reader polling every table folder during an ordinary rerun never finds one empty.
+    let out = dir.join("poll");
+    copy_tree(&base, &out);
+    let folders: Vec<PathBuf> = table_folders(&old).keys().map(|f| out.join(f)).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .args([
+            "run",
+            "--date",
+            DATE,
+            "--input",
+            new_in.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .env("FLYWHEEL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut polls = 0;
+    while child.try_wait().unwrap().is_none() {
+        for f in &folders {
+            let n = std::fs::read_dir(f).map(|d| d.count()).unwrap_or(0);
+            assert!(n > 0, "{} was empty during a rerun", f.display());
+        }
+        polls += 1;
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(polls > 0);
+    assert_eq!(table_folders(&files(&out)), table_folders(&new));
+
+    // Two runs of one date started together: one runs, the other is refused at once (exit 7);
+    // the output equals a single run's.
+    let out = dir.join("twice");
+    copy_tree(&base, &out);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_flywheel"))
+            .args([
+                "run",
+                "--date",
+                DATE,
+                "--input",
+                new_in.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ])
+            .env("FLYWHEEL_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(7)],
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(table_folders(&files(&out)), table_folders(&new));
+}

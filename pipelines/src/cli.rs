@@ -98,6 +98,12 @@ pub enum Command {
         #[arg(long)]
         output: Option<String>,
     },
+    /// Finish interrupted commits, remove the staging of dead runs and free their locks (each
+    /// `flywheel run` does this first; this does it alone, e.g. after a crash).
+    Recover {
+        #[arg(long)]
+        output: Option<String>,
+    },
     /// The model registry: list, show, promote, rollback.
     Models {
         #[command(subcommand)]
@@ -205,6 +211,17 @@ pub async fn execute(cli: Cli) -> Result<()> {
             train(&cfg.with_roots(input, output), &settings).await
         }
         Command::Runs { date, output } => runs(&cfg.with_roots(None, output), date).await,
+        Command::Recover { output } => {
+            let cfg = cfg.with_roots(None, output);
+            let done = app::runs::recover(&cfg).await?;
+            if done.is_empty() {
+                println!("nothing to recover at {}", cfg.output);
+            }
+            for line in done {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Models { action } => models(&cfg, action).await,
         Command::Demo { customers, date } => {
             let date = parse_date(date.as_deref())?;
@@ -245,7 +262,13 @@ async fn runs(cfg: &Config, date: Option<String>) -> Result<()> {
             .collect();
         println!(
             "{:<32} {:<10} {:<9} {:>4} {:<25} {:>8.2}  {}",
-            r.run_id, r.run_date, r.status, r.exit_code, r.started_at, seconds, error
+            r.run_id,
+            r.run_date,
+            r.status,
+            r.exit_code.map_or("-".to_string(), |c| c.to_string()),
+            r.started_at,
+            seconds,
+            error
         );
     }
     Ok(())

@@ -111,7 +111,9 @@ impl Root {
         let prefix = Path::from_absolute_path(&abs)
             .map_err(|e| FlywheelError::Config(format!("{url}: not a usable path: {e}")))?;
         Ok(Root {
-            store: Arc::new(LocalFileSystem::new()),
+            // Deleting a file removes the folders it leaves empty, as on object storage where
+            // folders do not exist (a finished run leaves no empty staging tree behind).
+            store: Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)),
             prefix,
             url: url.trim_end_matches('/').to_string(),
         })
@@ -215,6 +217,15 @@ impl Root {
         }
     }
 
+    /// Whether an object exists at `rel`.
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        match self.store.head(&self.key(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(FlywheelError::storage(self.display(rel), e)),
+        }
+    }
+
     /// Delete the object at `rel` (nothing when it is absent).
     pub async fn delete(&self, rel: &str) -> Result<()> {
         match self.store.delete(&self.key(rel)).await {
@@ -223,14 +234,17 @@ impl Root {
         }
     }
 
-    /// Move an object (copy + delete where the store has no rename).
-    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.store
-            .rename(&self.key(from), &self.key(to))
-            .await
-            .map_err(|e| {
-                FlywheelError::storage(format!("{} -> {}", self.display(from), self.display(to)), e)
-            })
+    /// Move `from` over `to` (replacing it) when `from` exists: true when moved, false when
+    /// there is no `from` (e.g. an interrupted commit that had already moved it).
+    pub async fn rename_if_present(&self, from: &str, to: &str) -> Result<bool> {
+        match self.store.rename(&self.key(from), &self.key(to)).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(FlywheelError::storage(
+                format!("{} -> {}", self.display(from), self.display(to)),
+                e,
+            )),
+        }
     }
 
     /// Delete everything below `rel`.

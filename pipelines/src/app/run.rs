@@ -16,7 +16,7 @@ use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, ValidatedInputs};
 use crate::steps::presenting::report;
-use crate::steps::publishing::{self, earlier, ledger, lock, Manifest};
+use crate::steps::publishing::{self, commit, earlier, ledger, lock, Manifest, Publisher};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
 use crate::storage::Root;
 
@@ -77,7 +77,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             "failed"
         }
         .into(),
-        exit_code: result.as_ref().err().map_or(0, |e| e.exit_code()),
+        exit_code: Some(result.as_ref().err().map_or(0, |e| e.exit_code())),
         error: result.as_ref().err().map(|e| e.to_string()),
         started_at: started_at.to_rfc3339(),
         ended_at: Utc::now().to_rfc3339(),
@@ -88,9 +88,20 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             .unwrap_or_default(),
     };
     // The ledger must not turn a run's own outcome into another: a record that cannot be
-    // written (e.g. the store is down, which the run's error already says) is a warning.
-    if let Err(e) = ledger::write(output, &record).await {
-        span.in_scope(|| warn!(error = %e, "could not write the run's ledger record"));
+    // written (e.g. the store is down, which the run's error already says) is a warning, and
+    // waits a bounded time; the next run then records this one as abandoned.
+    let written =
+        tokio::time::timeout(commit::CLEANUP_DEADLINE, ledger::write(output, &record)).await;
+    let failed = match written {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the store did not answer".to_string()),
+    };
+    if let Some(e) = failed {
+        let record = serde_json::to_string(&record).unwrap_or_default();
+        span.in_scope(
+            || warn!(error = %e, record = %record, "could not write the run's ledger record"),
+        );
     }
     result
 }
@@ -111,17 +122,28 @@ fn fingerprints(manifest: &Manifest) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The run under the date's lock (refused at once, exit 7, when another run holds it).
+/// The run under the date's lock (refused at once, exit 7, when another run holds it). Before
+/// anything else it finishes what crashed runs left on the output (interrupted commits, staging,
+/// locks of dead runs; see `commit::recover`).
 async fn run_with_lock(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
+    let date = this.date.to_string();
     let lock = lock::acquire(
         &this.output,
-        &this.date,
+        &date,
         &this.id,
         cfg.lock_stale_after_minutes,
         cfg.break_lock,
     )
     .await?;
-    let result = run_locked(cfg, this).await;
+    let me = commit::Recoverer {
+        id: &this.id,
+        holding: Some((&date, &lock)),
+        stale_after_minutes: cfg.lock_stale_after_minutes,
+    };
+    let result = match commit::recover(&this.output, &me).await {
+        Ok(_) => run_locked(cfg, this).await,
+        Err(e) => Err(e),
+    };
     lock.release().await;
     result
 }
@@ -150,15 +172,17 @@ async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
     let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
     publishing::check(&ctx, &outputs).await?;
     let report_file = report_file(&run_date, &tables, &models, &validated.checks, &notes.data);
-    let (published, files) = publishing::publish(
-        output,
-        &run_id,
-        &outputs,
-        report_file,
-        cfg.target_partitions,
-    )
-    .await?;
-    stages.done("publish", t);
+    let mut publisher = Publisher::new(output.clone(), &run_id, &run_date);
+    let staged =
+        publishing::stage(&mut publisher, &outputs, report_file, cfg.target_partitions).await;
+    let published = match staged {
+        Ok(published) => published,
+        Err(e) => {
+            publisher.abort().await;
+            return Err(e);
+        }
+    };
+    stages.done("stage_outputs", t);
 
     let ValidatedInputs {
         checks,
@@ -177,7 +201,7 @@ async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
         inputs,
         contract_checks: checks,
         tables: published,
-        files,
+        files: publisher.files(),
         warnings: notes.scorer.into_iter().chain(notes.data).collect(),
         config: cfg.clone(),
         model_versions: models
@@ -186,7 +210,22 @@ async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
             .collect(),
         stages: stages.0,
     };
-    let manifest_path = publishing::manifest::write(output, &manifest).await?;
+    let manifest_rel = publishing::manifest::path(&manifest.run_date);
+    let json = match publishing::manifest::to_json(&manifest) {
+        Ok(json) => json,
+        Err(e) => {
+            publisher.abort().await;
+            return Err(e);
+        }
+    };
+    let committing = std::time::Instant::now();
+    publisher.commit(&manifest_rel, json).await?;
+    let manifest_path = output.display(&manifest_rel);
+    info!(
+        seconds = committing.elapsed().as_secs_f64(),
+        marker = %output.display(&commit::marker(&manifest.run_date)),
+        "commit done"
+    );
     info!(manifest = %manifest_path, "run published");
     Ok(RunReport {
         manifest,

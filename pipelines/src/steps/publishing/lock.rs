@@ -1,14 +1,14 @@
 //! One run of a date at a time: a lock object per output root and run date,
 //! `_locks/dt=D.json`, created with object storage's conditional create (it fails when the
 //! object exists, on the local filesystem and on S3 alike). It holds the run id, host, process
-//! and start time. A lock older than `lock_stale_after_minutes` belongs to a run that died and
-//! is taken over; `--break-lock` takes it over at once. Runs of different dates do not meet.
+//! and start time. A lock whose holder is gone is taken over: on the same host, at once when the
+//! holder's process no longer exists; from any host, once older than `lock_stale_after_minutes`.
+//! `--break-lock` takes it over whatever its age. Runs of different dates do not meet.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::engine::RunDate;
 use crate::error::{FlywheelError, Result};
 use crate::storage::Root;
 
@@ -24,11 +24,15 @@ pub struct Holder {
 pub struct Lock {
     output: Root,
     path: String,
+    /// The holder whose lock was taken over (it died, or --break-lock), if any.
+    pub taken_over: Option<Holder>,
 }
 
-/// Where the lock of `date` lives below the output root.
-pub fn path(date: &RunDate) -> String {
-    format!("_locks/dt={date}.json")
+pub const FOLDER: &str = "_locks";
+
+/// Where the lock of `date` (YYYY-MM-DD) lives below the output root.
+pub fn path(date: &str) -> String {
+    format!("{FOLDER}/dt={date}.json")
 }
 
 /// Take the lock of `date` for run `run_id`, or fail with [`FlywheelError::Locked`] naming the
@@ -36,7 +40,7 @@ pub fn path(date: &RunDate) -> String {
 /// whatever its age.
 pub async fn acquire(
     output: &Root,
-    date: &RunDate,
+    date: &str,
     run_id: &str,
     stale_after_minutes: i64,
     force: bool,
@@ -50,18 +54,17 @@ pub async fn acquire(
     };
     let body = serde_json::to_vec_pretty(&me).map_err(FlywheelError::internal)?;
     // Two attempts: the second after removing a stale (or forcibly broken) lock.
+    let mut taken_over = None;
     for attempt in 0..2 {
         if output.create(&path, body.clone().into()).await? {
             return Ok(Lock {
                 output: output.clone(),
                 path,
+                taken_over,
             });
         }
         let holder = read_holder(output, &path).await?;
-        let age = holder
-            .as_ref()
-            .map(|h| (Utc::now() - h.started_at).num_minutes());
-        let stale = age.is_none_or(|a| a >= stale_after_minutes);
+        let stale = holder.as_ref().is_none_or(|h| gone(h, stale_after_minutes));
         if attempt == 0 && (force || stale) {
             warn!(
                 lock = %output.display(&path),
@@ -70,6 +73,7 @@ pub async fn acquire(
                 if force { "--break-lock" } else { "stale: its holder is gone" }
             );
             output.delete(&path).await?;
+            taken_over = holder;
             continue;
         }
         let who = match &holder {
@@ -96,11 +100,46 @@ pub async fn acquire(
 }
 
 impl Lock {
+    /// Remove the lock (bounded in time: a store that does not answer leaves it to be taken
+    /// over as stale).
     pub async fn release(self) {
-        if let Err(e) = self.output.delete(&self.path).await {
-            warn!(error = %e, "could not remove the lock of the run; the next run of the date takes it over once stale");
+        let removal = self.output.delete(&self.path);
+        match tokio::time::timeout(super::commit::CLEANUP_DEADLINE, removal).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "could not remove the lock of the run; the next run of the date takes it over once its holder is gone")
+            }
+            Err(_) => {
+                warn!(lock = %self.output.display(&self.path), "the store did not answer while removing the lock of the run; the next run of the date takes it over once its holder is gone")
+            }
         }
     }
+}
+
+/// Whether the holder of a lock is gone: its process no longer exists on this host, or the lock
+/// is at least `stale_after_minutes` old. (A process id reused by another program keeps a dead
+/// run's lock alive until it is stale.)
+fn gone(h: &Holder, stale_after_minutes: i64) -> bool {
+    let old = (Utc::now() - h.started_at).num_minutes() >= stale_after_minutes;
+    // Not a data path: the kernel's process table, only when this host has one.
+    let proc = std::path::Path::new("/proc");
+    let dead_here = h.host == hostname()
+        && proc.join("self").exists()
+        && !proc.join(h.pid.to_string()).exists();
+    old || dead_here
+}
+
+/// Every date with a lock below the output root (held or left by a dead run).
+pub async fn dates(output: &Root) -> Result<Vec<String>> {
+    Ok(output
+        .list(&format!("{FOLDER}/"))
+        .await?
+        .into_iter()
+        .filter_map(|l| {
+            let name = l.path.rsplit('/').next()?;
+            Some(name.strip_prefix("dt=")?.strip_suffix(".json")?.to_string())
+        })
+        .collect())
 }
 
 /// The holder written in the lock; None when it is unreadable (treated as stale).

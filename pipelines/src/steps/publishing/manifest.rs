@@ -1,4 +1,5 @@
-//! The run manifest, `_runs/dt=D/manifest.json`, written last: what was read (files, sizes,
+//! The run manifest, `_runs/dt=D/manifest.json`, the last file a commit moves in (only the
+//! completion marker `_SUCCESS` comes after it): what was read (files, sizes,
 //! contract results), what was published (tables, files, rows), the configuration, model
 //! versions, warnings and stage timings.
 
@@ -11,7 +12,6 @@ use crate::config::Config;
 use crate::engine::stages::Stage;
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{InputCheck, InputFile};
-use crate::storage::Root;
 
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -43,10 +43,14 @@ pub struct PublishedTable {
     pub contract: String,
 }
 
-/// Write the manifest to `_runs/dt=D/manifest.json` (after everything else); returns its URL.
-pub async fn write(output: &Root, manifest: &Manifest) -> Result<String> {
-    let path = format!("_runs/dt={}/manifest.json", manifest.run_date);
-    let json = serde_json::to_vec_pretty(manifest).map_err(FlywheelError::internal)?;
-    output.put(&path, json.into()).await?;
-    Ok(output.display(&path))
+/// Where the manifest of `date` is published, below the output root.
+pub fn path(date: &str) -> String {
+    format!("_runs/dt={date}/manifest.json")
+}
+
+/// The manifest as published (pretty JSON).
+pub fn to_json(manifest: &Manifest) -> Result<bytes::Bytes> {
+    Ok(serde_json::to_vec_pretty(manifest)
+        .map_err(FlywheelError::internal)?
+        .into())
 }

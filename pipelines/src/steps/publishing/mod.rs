@@ -1,7 +1,9 @@
 //! Publishing: gather every published table the contracts name (`outputs`), check each against
-//! its whole output contract (`check`), encode and stage them with the report, and commit them at
-//! once (`publish`, via `publisher`); the manifest (`manifest`) is written last. `earlier` reads
-//! back the lists of earlier run dates for the cooldowns.
+//! its whole output contract (`check`), encode and stage them with the report (`stage`, into a
+//! `publisher::Publisher`), then commit them with the manifest through a journal (`commit`):
+//! crash-safe, every table whole in its old or new version at any instant, a completion marker
+//! last. `lock` keeps one run per date, `ledger` records every run, `earlier` reads back the
+//! lists of earlier run dates for the cooldowns.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +14,8 @@ use datafusion::prelude::SessionContext;
 use crate::contracts::{self, Contract, Publication, Role};
 use crate::engine::{encode, RunDate, Table};
 use crate::error::{FlywheelError, Result};
-use crate::storage::Root;
 
+pub mod commit;
 pub mod earlier;
 pub mod ledger;
 pub mod lock;
@@ -118,26 +120,6 @@ async fn count_broken(ctx: &SessionContext, table: &str, predicate: &str) -> Res
     Ok(df.count().await?)
 }
 
-/// Encode, stage and commit `outputs` and the report: nothing is visible until every file is
-/// staged. Returns the published tables and files, for the manifest.
-pub async fn publish(
-    output: &Root,
-    run_id: &str,
-    outputs: &[Output],
-    report: (String, Bytes),
-    partitions: usize,
-) -> Result<(Vec<PublishedTable>, Vec<PublishedFile>)> {
-    let mut publisher = Publisher::new(output.clone(), run_id);
-    let staged = stage(&mut publisher, outputs, report, partitions).await;
-    match staged {
-        Ok(tables) => Ok((tables, publisher.commit().await?)),
-        Err(e) => {
-            publisher.abort().await;
-            Err(e)
-        }
-    }
-}
-
 /// A table as its Parquet files hold it, so that every common reader (pandas, pyarrow, polars,
 /// DuckDB, Spark) reads the folder with partition discovery: the partition column (`dt`) is left
 /// out (the `dt=D` folder carries it; a `date` inside the files would clash with the type the
@@ -181,7 +163,9 @@ pub fn file_layout(table: &Table, partition: &str) -> Result<Table> {
     Ok(Table { schema, batches })
 }
 
-async fn stage(
+/// Encode and stage `outputs` and the report (nothing published is touched). Returns the
+/// tables for the manifest.
+pub async fn stage(
     publisher: &mut Publisher,
     outputs: &[Output],
     (report_folder, report): (String, Bytes),
