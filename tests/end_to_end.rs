@@ -1505,3 +1505,202 @@ fn a_commit_stopped_at_any_step_leaves_whole_tables_and_is_finished_next() {
     );
     assert_eq!(table_folders(&files(&out)), table_folders(&new));
 }
+
+/// An object_store client of a SeaweedFS bucket, for checking what flywheel wrote there.
+struct Bucket {
+    store: object_store::aws::AmazonS3,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Bucket {
+    fn new(server: &tools::Seaweed, bucket: &str) -> Bucket {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(&server.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(tools::ACCESS_KEY)
+            .with_secret_access_key(tools::SECRET_KEY)
+            .build()
+            .unwrap();
+        Bucket {
+            store,
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    /// Every object below `prefix`, relative path → bytes.
+    fn files(&self, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+        use futures::TryStreamExt;
+        use object_store::{ObjectStore, ObjectStoreExt};
+        self.rt.block_on(async {
+            let p = object_store::path::Path::from(prefix);
+            let metas: Vec<_> = self.store.list(Some(&p)).try_collect().await.unwrap();
+            let mut out = BTreeMap::new();
+            for m in metas {
+                let bytes = self
+                    .store
+                    .get(&m.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                let rel = m.location.as_ref()[prefix.len() + 1..].to_string();
+                out.insert(rel, bytes.to_vec());
+            }
+            out
+        })
+    }
+
+    /// Copy every object below `from` to the same place below `to`.
+    fn copy(&self, from: &str, to: &str) {
+        use futures::TryStreamExt;
+        use object_store::{ObjectStore, ObjectStoreExt};
+        self.rt.block_on(async {
+            let p = object_store::path::Path::from(from);
+            let metas: Vec<_> = self.store.list(Some(&p)).try_collect().await.unwrap();
+            for m in metas {
+                let rel = &m.location.as_ref()[from.len() + 1..];
+                let dest = object_store::path::Path::from(format!("{to}/{rel}"));
+                self.store.copy(&m.location, &dest).await.unwrap();
+            }
+        })
+    }
+}
+
+/// The same crash safety on a real S3 server (SeaweedFS): a rerun killed after each commit step
+/// leaves every table whole and `flywheel recover` finishes it. Then the server itself goes
+/// away in the middle of a run, killed and frozen (SIGSTOP): the run exits 4 within the
+/// documented bound, the date's previous outputs are intact, the ledger records the failed run,
+/// and once the server is back the next run succeeds.
+#[test]
+fn s3_commits_survive_crashes_and_store_outages() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = common::tempdir("e2e-s3-crash");
+    let server = tools::Seaweed::start_at(dir.join("weed"), 7);
+    server.create_bucket("crash");
+    let env = server.env();
+    let bucket = Bucket::new(&server, "crash");
+    let (old_in, new_in) = (dir.join("in-old"), dir.join("in-new"));
+    generate_seeded(&old_in, "800", "7");
+    generate_seeded(&new_in, "800", "8");
+    let (old_in, new_in) = (old_in.to_str().unwrap(), new_in.to_str().unwrap());
+    train_all(old_in, "s3://crash/base", &env);
+    ok(&run_at(DATE, old_in, "s3://crash/base", &env));
+    let old = bucket.files("base");
+    bucket.copy("base", "fresh");
+    ok(&run_at(DATE, new_in, "s3://crash/fresh", &env));
+    let new = bucket.files("fresh");
+    let marker = format!("_runs/dt={DATE}/_SUCCESS");
+    assert!(new.contains_key(&marker));
+
+    let mut k = 1;
+    loop {
+        let prefix = format!("kill-{k}");
+        bucket.copy("base", &prefix);
+        let url = format!("s3://crash/{prefix}");
+        let mut kill_env = env.clone();
+        kill_env.push(("FLYWHEEL_COMMIT_KILL_AFTER", k.to_string()));
+        let killed = run_at(DATE, new_in, &url, &kill_env);
+        if killed.status.success() {
+            assert!(k > 20, "the commit has only {k} steps?");
+            break;
+        }
+        assert_eq!(killed.status.signal(), Some(9), "step {k}: not killed");
+        assert_each_table_whole(
+            &bucket.files(&prefix),
+            &old,
+            &new,
+            &format!("S3, killed after step {k}"),
+        );
+        ok(&flywheel(&["recover", "--output", &url], &env));
+        let after = bucket.files(&prefix);
+        assert_eq!(
+            table_folders(&after),
+            table_folders(&new),
+            "S3, after step {k}"
+        );
+        assert!(after.contains_key(&marker));
+        assert!(!after
+            .keys()
+            .any(|p| p.starts_with("_staging/") || p.starts_with("_locks/")));
+        k += 1;
+    }
+
+    // The server goes away once the run holds its lock: killed, then (restarted) frozen.
+    let weed_dir = dir.join("weed");
+    let mut server = server;
+    for outage in ["killed", "frozen"] {
+        let prefix = format!("outage-{outage}");
+        bucket.copy("base", &prefix);
+        let url = format!("s3://crash/{prefix}");
+        let lock = object_store::path::Path::from(format!("{prefix}/_locks/dt={DATE}.json"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+        cmd.args(["run", "--date", DATE, "--input", new_in, "--output", &url])
+            .env("FLYWHEEL_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        // Wait for the run's lock, then stop the server.
+        let waited = std::time::Instant::now();
+        loop {
+            use object_store::ObjectStoreExt;
+            if bucket.rt.block_on(bucket.store.head(&lock)).is_ok() {
+                break;
+            }
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(30),
+                "the run never took its lock"
+            );
+        }
+        let stopped = std::time::Instant::now();
+        if outage == "killed" {
+            server.kill();
+        } else {
+            server.signal(libc::SIGSTOP);
+        }
+        let out = child.wait_with_output().unwrap();
+        let took = stopped.elapsed();
+        let stderr = fails(&out, 4);
+        eprintln!("{outage} store: exit 4 after {:.1} s", took.as_secs_f64());
+        assert!(
+            took < std::time::Duration::from_secs(60),
+            "{outage} store: the run took {took:?} to give up"
+        );
+        assert!(stderr.contains("storage error"), "{stderr}");
+        if outage == "killed" {
+            server = tools::Seaweed::start_at(weed_dir.clone(), 7);
+        } else {
+            server.signal(libc::SIGCONT);
+        }
+        // The date's previous outputs are intact.
+        assert_eq!(
+            table_folders(&bucket.files(&prefix)),
+            table_folders(&old),
+            "{outage}"
+        );
+        // The next run succeeds and the ledger has the failed run.
+        ok(&run_at(DATE, new_in, &url, &env));
+        assert_eq!(
+            table_folders(&bucket.files(&prefix)),
+            table_folders(&new),
+            "{outage}"
+        );
+        let runs = ok(&flywheel(&["runs", "--output", &url], &env));
+        let statuses: Vec<&str> = runs
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        assert!(
+            statuses.iter().filter(|s| **s == "succeeded").count() == 2
+                && statuses.iter().any(|s| *s == "failed" || *s == "abandoned"),
+            "{outage} store: the ledger does not hold the failed run:\n{runs}"
+        );
+    }
+    drop(server);
+}

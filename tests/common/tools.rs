@@ -83,6 +83,11 @@ pub const SECRET_KEY: &str = "flywheel-secret";
 
 impl Seaweed {
     pub fn start(dir: PathBuf) -> Seaweed {
+        Seaweed::start_at(dir, 0)
+    }
+
+    /// Start with every port moved by `offset`, so that two tests can each run a server.
+    pub fn start_at(dir: PathBuf, offset: u16) -> Seaweed {
         let weed = std::env::var("FLYWHEEL_WEED")
             .map(PathBuf::from)
             .unwrap_or_else(|_| venv().join("bin/weed"));
@@ -95,7 +100,7 @@ impl Seaweed {
             ),
         )
         .unwrap();
-        let (s3_port, filer_port) = (18433, 18898);
+        let (s3_port, filer_port) = (18433 + offset, 18898 + offset);
         let log = std::fs::File::create(dir.join("weed.log")).unwrap();
         let child = Command::new(weed)
             .arg("mini")
@@ -104,11 +109,9 @@ impl Seaweed {
             .arg(format!("-s3.config={}", config.display()))
             .arg(format!("-s3.port={s3_port}"))
             .arg(format!("-filer.port={filer_port}"))
-            .args([
-                "-master.port=19433",
-                "-volume.port=18480",
-                "-admin.port=23746",
-            ])
+            .arg(format!("-master.port={}", 19433 + offset))
+            .arg(format!("-volume.port={}", 18480 + offset))
+            .arg(format!("-admin.port={}", 23746 + offset))
             .args([
                 "-webdav=false",
                 "-admin.ui=false",
@@ -140,6 +143,19 @@ impl Seaweed {
             std::thread::sleep(Duration::from_millis(200));
         }
         server
+    }
+
+    /// Send a signal to the server (SIGSTOP freezes it, SIGCONT resumes it).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "cannot signal SeaweedFS");
+    }
+
+    /// Kill the server at once (its data stays for a restart in the same folder).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Create a bucket (a folder under /buckets in the filer).
