@@ -32,9 +32,10 @@
 //!        ▼
 //!  engine::runner ── sql/ambassador_candidates.sql, sql/churn_alerts.sql
 //!        ▼
-//!  steps::publishing ── whole output contracts → staging → commit → <table>/dt=D/
-//!        ▼                 + steps::presenting::report → reports/dt=D/index.html
-//!  _runs/dt=D/manifest.json (written last)
+//!  steps::publishing ── whole output contracts → staging (+ steps::presenting::report, the
+//!        │                manifest) → commit journal → moved over <table>/dt=D/
+//!        ▼
+//!  _runs/dt=D/_SUCCESS (the completion marker, written last)
 //! ```
 //!
 //! Invariants (each kept by a test in `tests/architecture.rs`): only `storage` names
