@@ -236,3 +236,55 @@ fn output_contract_checks_enumerations_ranges_required_and_unique() {
     let e = refused(&scores, twice);
     assert!(e.contains("unique column customer_id"), "{e}");
 }
+
+/// Row rules are ODCS `type: sql` checks that datacontract-cli runs as they are; flywheel takes
+/// the predicate out of `SELECT COUNT(*) FROM <table> WHERE NOT (<predicate>)`. Integer types
+/// are spelt as SQL engines know them (`integer`, `bigint`); the Arrow names are read too.
+#[test]
+fn row_rules_are_sql_checks_and_integer_types_read_in_both_spellings() {
+    let visits = contracts::contract("visits").unwrap();
+    let rules: Vec<(&str, &str)> = visits
+        .row_rules
+        .iter()
+        .map(|r| (r.name.as_str(), r.predicate.as_str()))
+        .collect();
+    assert_eq!(
+        rules,
+        [(
+            "value_added_within_revenue",
+            "value_added_revenue <= revenue"
+        )]
+    );
+    let events = contracts::contract("referral_events").unwrap();
+    assert_eq!(
+        events.row_rules[0].predicate,
+        "event_type = 'share' OR referee_key IS NOT NULL"
+    );
+    for (a, b) in [("integer", "int32"), ("bigint", "int64")] {
+        assert_eq!(ColType::parse(a), ColType::parse(b));
+        assert!(ColType::parse(a).is_some());
+    }
+    for (_, text) in contracts::contract_texts() {
+        assert!(
+            !text.contains("physicalType: int32") && !text.contains("physicalType: int64"),
+            "a contract still uses an Arrow integer name"
+        );
+    }
+    // A sql check that is not of the row-rule form is refused, naming the form.
+    let text = contracts::contract_texts()
+        .iter()
+        .find(|(n, _)| *n == "visits")
+        .unwrap()
+        .1
+        .replace(
+            "WHERE NOT (value_added_revenue <= revenue)",
+            "WHERE revenue < 0",
+        );
+    let e = contracts::parse_contract("visits", &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SELECT COUNT(*) FROM visits WHERE NOT (<predicate>)"),
+        "{e}"
+    );
+}

