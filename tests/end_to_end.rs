@@ -855,6 +855,30 @@ fn s3_run_matches_local_run() {
         !log.contains(tools::SECRET_KEY),
         "the secret key is in the log"
     );
+    // At trace level (every crate's lines), with a session token, in text and JSON logs:
+    // whatever the server makes of the token, neither secret shows.
+    const TOKEN: &str = "flywheel-session-token-5ecret";
+    for format in ["text", "json"] {
+        let mut trace_env = env.clone();
+        trace_env.push(("FLYWHEEL_LOG", "trace".to_string()));
+        trace_env.push(("AWS_SESSION_TOKEN", TOKEN.to_string()));
+        trace_env.push(("FLYWHEEL_LOG_FORMAT", format.to_string()));
+        let out = run_at(DATE, "s3://flywheel/in", "s3://flywheel/token", &trace_env);
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(log.lines().count() > 20, "{format}: too few trace lines");
+        assert!(
+            !log.contains(tools::SECRET_KEY),
+            "{format}: the secret key is in the log"
+        );
+        assert!(
+            !log.contains(TOKEN),
+            "{format}: the session token is in the log"
+        );
+    }
 
     // Read the S3 outputs back through object_store.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -885,6 +909,13 @@ fn s3_run_matches_local_run() {
         assert!(
             !String::from_utf8_lossy(v).contains(tools::SECRET_KEY),
             "the secret key is in {k}"
+        );
+    }
+    for (k, v) in &Bucket::new(&server, "flywheel").files("token") {
+        let text = String::from_utf8_lossy(v);
+        assert!(
+            !text.contains(tools::SECRET_KEY) && !text.contains(TOKEN),
+            "a secret is in token/{k}"
         );
     }
     let local = tables_only(files(&dir.join("out")));
