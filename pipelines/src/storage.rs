@@ -16,6 +16,10 @@ use object_store::{
 
 use crate::error::{FlywheelError, Result};
 
+/// How long a clean-up call after a failure (removing staging, releasing a lock, writing the
+/// ledger record) may wait for a store that does not answer, so that a failed run exits soon.
+pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(5);
+
 /// An object found by [`Root::list`]: its path relative to the root, size and modification time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {

@@ -90,8 +90,11 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     // The ledger must not turn a run's own outcome into another: a record that cannot be
     // written (e.g. the store is down, which the run's error already says) is a warning, and
     // waits a bounded time; the next run then records this one as abandoned.
-    let written =
-        tokio::time::timeout(commit::CLEANUP_DEADLINE, ledger::write(output, &record)).await;
+    let written = tokio::time::timeout(
+        crate::storage::CLEANUP_DEADLINE,
+        ledger::write(output, &record),
+    )
+    .await;
     let failed = match written {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(e.to_string()),
@@ -210,8 +213,23 @@ async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
             .collect(),
         stages: stages.0,
     };
+    let manifest_path = commit_with_manifest(publisher, output, &manifest).await?;
+    info!(manifest = %manifest_path, "run published");
+    Ok(RunReport {
+        manifest,
+        manifest_path,
+        tables,
+    })
+}
+
+/// Stage the manifest and commit everything staged; returns the manifest's URL.
+async fn commit_with_manifest(
+    publisher: Publisher,
+    output: &Root,
+    manifest: &Manifest,
+) -> Result<String> {
     let manifest_rel = publishing::manifest::path(&manifest.run_date);
-    let json = match publishing::manifest::to_json(&manifest) {
+    let json = match publishing::manifest::to_json(manifest) {
         Ok(json) => json,
         Err(e) => {
             publisher.abort().await;
@@ -220,18 +238,12 @@ async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
     };
     let committing = std::time::Instant::now();
     publisher.commit(&manifest_rel, json).await?;
-    let manifest_path = output.display(&manifest_rel);
     info!(
         seconds = committing.elapsed().as_secs_f64(),
         marker = %output.display(&commit::marker(&manifest.run_date)),
         "commit done"
     );
-    info!(manifest = %manifest_path, "run published");
-    Ok(RunReport {
-        manifest,
-        manifest_path,
-        tables,
-    })
+    Ok(output.display(&manifest_rel))
 }
 
 /// The morning report of the run, and the folder it is published to.

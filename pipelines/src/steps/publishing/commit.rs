@@ -25,7 +25,6 @@
 //! crash tests; the steps are counted from the journal's write (step 1).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -47,10 +46,6 @@ const JOURNAL: &str = "_commit.json";
 pub fn marker(date: &str) -> String {
     format!("_runs/dt={date}/_SUCCESS")
 }
-
-/// How long the clean-up after a failure (staging removal, lock release, ledger record) may wait
-/// for a store that does not answer.
-pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Move {

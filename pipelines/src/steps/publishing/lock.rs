@@ -104,7 +104,7 @@ impl Lock {
     /// over as stale).
     pub async fn release(self) {
         let removal = self.output.delete(&self.path);
-        match tokio::time::timeout(super::commit::CLEANUP_DEADLINE, removal).await {
+        match tokio::time::timeout(crate::storage::CLEANUP_DEADLINE, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 warn!(error = %e, "could not remove the lock of the run; the next run of the date takes it over once its holder is gone")

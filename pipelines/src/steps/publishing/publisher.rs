@@ -127,7 +127,7 @@ impl Publisher {
     pub async fn abort(self) {
         let staging = commit::staging(&self.run_id);
         let removal = self.root.delete_prefix(&staging);
-        match tokio::time::timeout(commit::CLEANUP_DEADLINE, removal).await {
+        match tokio::time::timeout(crate::storage::CLEANUP_DEADLINE, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not remove the staging folder of a failed run; the next run removes it")
