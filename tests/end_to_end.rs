@@ -1137,6 +1137,89 @@ fn datacontract_cli_runs_the_contracts() {
     );
 }
 
+/// The platform hooks: `--metrics-file` parses with prometheus_client's parser and agrees with the
+/// manifest; `--lineage-file` holds START then COMPLETE (or FAIL) events that the official
+/// OpenLineage client's schema-generated model accepts unchanged; on a failed run, FAIL with the
+/// error and `flywheel_run_success 0`. Completions and value lists in `--help`.
+#[test]
+fn platform_hooks_metrics_lineage_and_completions() {
+    let dir = common::tempdir("e2e-hooks");
+    let (input, out) = (dir.join("in"), dir.join("out"));
+    generate(&input, "600");
+    train_all(input.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    let (metrics, lineage) = (
+        dir.join("hooks/flywheel.prom"),
+        dir.join("hooks/lineage.jsonl"),
+    );
+    let hooks = |metrics: &Path, lineage: &Path| {
+        vec![
+            "--metrics-file".to_string(),
+            metrics.display().to_string(),
+            "--lineage-file".to_string(),
+            lineage.display().to_string(),
+        ]
+    };
+    let mut args: Vec<String> = [
+        "run",
+        "--date",
+        DATE,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(hooks(&metrics, &lineage));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&flywheel(&argv, &[]));
+    let manifest = out.join(format!("_runs/dt={DATE}/manifest.json"));
+    let text = python_check(
+        "hooks_check.py",
+        &[
+            metrics.as_os_str(),
+            lineage.as_os_str(),
+            manifest.as_os_str(),
+        ],
+    );
+    assert!(text.contains("hooks ok"), "{text}");
+
+    // A failed run (an input folder gone): exit 3, FAIL event, run_success 0.
+    std::fs::remove_dir_all(input.join("visits")).unwrap();
+    let (metrics, lineage) = (
+        dir.join("hooks/failed.prom"),
+        dir.join("hooks/failed.jsonl"),
+    );
+    let mut args: Vec<String> = args[..7].to_vec();
+    args.extend(hooks(&metrics, &lineage));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails(&flywheel(&argv, &[]), 3);
+    let text = python_check(
+        "hooks_check.py",
+        &[
+            metrics.as_os_str(),
+            lineage.as_os_str(),
+            std::ffi::OsStr::new("-"),
+        ],
+    );
+    assert!(text.contains("hooks ok"), "{text}");
+
+    // Shell completions name the commands and the target values; --help lists the values.
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(&flywheel(&["completions", shell], &[]));
+        assert!(
+            script.contains("recover") && script.contains("churn"),
+            "{shell}: {script}"
+        );
+    }
+    let help = ok(&flywheel(&["train", "--help"], &[]));
+    assert!(
+        help.contains("[possible values: refer, churn, all]"),
+        "{help}"
+    );
+}
+
 /// The CRM lists: the CSVs load with strict readers (Python's csv, DuckDB with explicit types),
 /// and a customer listed on one run date is not listed again within the cooldown.
 #[test]

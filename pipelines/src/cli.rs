@@ -72,6 +72,12 @@ pub enum Command {
         /// Take over the date's lock held by a run that died (see README, exit code 7).
         #[arg(long)]
         break_lock: bool,
+        /// Write Prometheus metrics of the run here at its end (node_exporter textfile format).
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<String>,
+        /// Write OpenLineage run events here (START, then COMPLETE or FAIL), JSON lines.
+        #[arg(long, value_name = "PATH")]
+        lineage_file: Option<String>,
     },
     /// Train a challenger model per target and promote it when it beats the champion.
     Train {
@@ -108,6 +114,11 @@ pub enum Command {
     Models {
         #[command(subcommand)]
         action: ModelsAction,
+    },
+    /// Print a shell completion script: `flywheel completions bash > /etc/bash_completion.d/flywheel`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Generate demo data into ./data if absent, train missing champions, run, print a summary.
     Demo {
@@ -190,10 +201,14 @@ pub async fn execute(cli: Cli) -> Result<()> {
             output,
             allow_missing_models,
             break_lock,
+            metrics_file,
+            lineage_file,
         } => {
             let mut cfg = cfg.with_roots(input, output);
             cfg.allow_missing_models |= allow_missing_models;
             cfg.break_lock = break_lock;
+            cfg.metrics_file = metrics_file;
+            cfg.lineage_file = lineage_file;
             run(&cfg, parse_date(date.as_deref())?).await
         }
         Command::Train {
@@ -223,6 +238,16 @@ pub async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Models { action } => models(&cfg, action).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "flywheel",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Demo { customers, date } => {
             let date = parse_date(date.as_deref())?;
             let prepared = app::demo::prepare(&cfg, customers, date).await?;

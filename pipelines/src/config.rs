@@ -42,6 +42,12 @@ pub struct Config {
     /// Take over the date's lock whatever its age (`flywheel run --break-lock`); not a file key.
     #[serde(skip)]
     pub break_lock: bool,
+    /// Write the run's Prometheus metrics here at its end (`--metrics-file`); not a file key.
+    #[serde(skip)]
+    pub metrics_file: Option<String>,
+    /// Write the run's OpenLineage events here, JSON lines (`--lineage-file`); not a file key.
+    #[serde(skip)]
+    pub lineage_file: Option<String>,
 }
 
 impl Default for Config {
@@ -66,6 +72,8 @@ impl Default for Config {
             allow_missing_models: false,
             lock_stale_after_minutes: 360,
             break_lock: false,
+            metrics_file: None,
+            lineage_file: None,
         }
     }
 }

@@ -155,6 +155,19 @@ impl Root {
             .unwrap_or_else(|| key.to_string())
     }
 
+    /// How OpenLineage names the dataset at `rel`: namespace `file` and the absolute path on a
+    /// local disk; `s3://<bucket>` and the object key on S3.
+    pub fn dataset_name(&self, rel: &str) -> (String, String) {
+        let key = self.key(rel).to_string();
+        match self.url.strip_prefix("s3://") {
+            Some(rest) => {
+                let bucket = rest.split('/').next().unwrap_or_default();
+                (format!("s3://{bucket}"), key)
+            }
+            None => ("file".to_string(), format!("/{key}")),
+        }
+    }
+
     /// Display form of a relative path, for messages.
     pub fn display(&self, rel: &str) -> String {
         format!("{}/{}", self.url, rel.trim_start_matches('/'))
@@ -258,6 +271,23 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// Write one file given by its full URL (a local path, `file://` or `s3://` URL): e.g. the
+/// metrics and lineage files a scheduler asks for. Replaced whole (object_store writes a local
+/// file to a temporary name and renames it into place).
+pub async fn write_file(url: &str, bytes: Bytes) -> Result<()> {
+    let url = url.trim();
+    let (dir, name) = match url.rsplit_once('/') {
+        Some((dir, name)) if !name.is_empty() => (if dir.is_empty() { "/" } else { dir }, name),
+        Some(_) => {
+            return Err(FlywheelError::Config(format!(
+                "{url}: names a folder, not a file"
+            )))
+        }
+        None => (".", url),
+    };
+    Root::parse(dir)?.put(name, bytes).await
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {

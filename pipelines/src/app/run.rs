@@ -15,10 +15,10 @@ use crate::engine::catalog::{self, Job};
 use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, ValidatedInputs};
-use crate::steps::presenting::report;
+use crate::steps::presenting::{lineage, metrics, report};
 use crate::steps::publishing::{self, commit, earlier, ledger, lock, Manifest, Publisher};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
-use crate::storage::Root;
+use crate::storage::{self, Root};
 
 /// What a finished run returns: its manifest, where the manifest is, and every table it computed.
 pub struct RunReport {
@@ -63,6 +63,7 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     };
     let (output, run_id) = (&this.output, &this.id);
     let span = tracing::info_span!("run", run_id = %run_id, run_date = %run_date);
+    let hooks = Hooks::start(cfg, &this).instrument(span.clone()).await;
     let result = run_with_lock(cfg, &this).instrument(span.clone()).await;
     if let Err(e) = &result {
         span.in_scope(|| tracing::error!(exit_code = e.exit_code(), "run failed: {e}"));
@@ -106,7 +107,88 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
             || warn!(error = %e, record = %record, "could not write the run's ledger record"),
         );
     }
+    hooks.end(&this, &result).instrument(span).await;
     result
+}
+
+/// The platform hooks of a run: `--lineage-file` (OpenLineage START, then COMPLETE or FAIL) and
+/// `--metrics-file` (Prometheus text, at the end). A hook that cannot be written is a warning:
+/// it never changes the run's outcome.
+struct Hooks {
+    input: Option<Root>,
+    lineage: Option<(String, serde_json::Value)>,
+    metrics: Option<String>,
+}
+
+impl Hooks {
+    async fn start(cfg: &Config, this: &ThisRun) -> Hooks {
+        let mut hooks = Hooks {
+            input: Root::parse(&cfg.input).ok(),
+            lineage: None,
+            metrics: cfg.metrics_file.clone(),
+        };
+        if let (Some(path), Some(input)) = (&cfg.lineage_file, &hooks.input) {
+            let as_of = this.date.as_of_rfc3339();
+            let run = lineage::RunInfo {
+                run_id: &this.id,
+                as_of: &as_of,
+                input,
+                output: &this.output,
+            };
+            match lineage::start(&run, &Utc::now().to_rfc3339()) {
+                Ok(start) => {
+                    write_hook(path, format!("{start}\n")).await;
+                    hooks.lineage = Some((path.clone(), start));
+                }
+                Err(e) => warn!(error = %e, "could not build the OpenLineage START event"),
+            }
+        }
+        hooks
+    }
+
+    async fn end(self, this: &ThisRun, result: &Result<RunReport>) {
+        let ended = Utc::now();
+        if let Some(path) = &self.metrics {
+            let text = metrics::prometheus(&metrics::Outcome {
+                run_date: &this.date.to_string(),
+                exit_code: result.as_ref().err().map_or(0, |e| e.exit_code()),
+                seconds: (ended - this.started_at).num_milliseconds() as f64 / 1000.0,
+                ended_at: ended.timestamp_millis() as f64 / 1000.0,
+                published: result.as_ref().ok().map(|r| (&r.manifest, &r.tables)),
+            });
+            write_hook(path, text).await;
+        }
+        if let (Some((path, start)), Some(input)) = (&self.lineage, &self.input) {
+            let as_of = this.date.as_of_rfc3339();
+            let run = lineage::RunInfo {
+                run_id: &this.id,
+                as_of: &as_of,
+                input,
+                output: &this.output,
+            };
+            let error = result.as_ref().err().map(|e| e.to_string());
+            let how = match result {
+                Ok(r) => lineage::End::Complete(&r.manifest),
+                Err(_) => lineage::End::Fail(error.as_deref().unwrap_or_default()),
+            };
+            match lineage::end(&run, &ended.to_rfc3339(), &how) {
+                Ok(end) => write_hook(path, format!("{start}\n{end}\n")).await,
+                Err(e) => warn!(error = %e, "could not build the OpenLineage end event"),
+            }
+        }
+    }
+}
+
+/// Write a hook's file, bounded in time; a failure is a warning.
+async fn write_hook(path: &str, text: String) {
+    let write = storage::write_file(path, text.into());
+    match tokio::time::timeout(storage::CLEANUP_DEADLINE, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(file = %path, error = %e, "could not write a platform hook's file"),
+        Err(_) => {
+            warn!(file = %path, "the store did not answer while writing a platform hook's file")
+        }
+    }
 }
 
 /// Per input, the fingerprint of the files the run read.

@@ -1,5 +1,8 @@
-//! Presenting a published run to people: the self-contained HTML morning report
-//! (`reports/dt=D/index.html`) and the summary the command line prints.
+//! Presenting a run to people and platforms: the self-contained HTML morning report
+//! (`reports/dt=D/index.html`), the summary the command line prints, the Prometheus metrics
+//! (`--metrics-file`) and the OpenLineage events (`--lineage-file`).
 
+pub mod lineage;
+pub mod metrics;
 pub mod report;
 pub mod summary;
