@@ -1008,6 +1008,34 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
         fa, fb,
         "retraining on the same inputs changed the model file"
     );
+    // Each version has its model card, written from the model file.
+    let (model_key, model) = fa.iter().find(|(k, _)| k.ends_with("model.json")).unwrap();
+    let card = &fa[&model_key.replace("model.json", "card.md")];
+    let card = String::from_utf8_lossy(card);
+    let model: serde_json::Value = serde_json::from_slice(model).unwrap();
+    let auc = model["holdout_metrics"]["roc_auc"].as_f64().unwrap();
+    assert!(card.contains(&format!("ROC AUC {auc:.4}")), "{card}");
+    assert!(card.contains(&format!(
+        "snapshot {}",
+        model["holdout_snapshot"].as_str().unwrap()
+    )));
+    let coefficient_lines = card
+        .lines()
+        .filter(|l| l.starts_with("- ") && l.contains("(coefficient "))
+        .count();
+    assert_eq!(coefficient_lines, 10, "{card}");
+    assert_eq!(
+        card.matches("\n| 0.").count(),
+        10,
+        "ten calibration bins: {card}"
+    );
+    for section in [
+        "## What it predicts",
+        "## Features it cannot be used without",
+        "## Known limits",
+    ] {
+        assert!(card.contains(section), "{section}: {card}");
+    }
 
     // A second version, then promote / rollback.
     let text = train(&a, "2026-05-01");

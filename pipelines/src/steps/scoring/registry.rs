@@ -84,13 +84,17 @@ impl Registry {
             .await
     }
 
+    /// Save a model version: its file, then its model card (`card.md`, see `card`).
     pub async fn save(&self, file: &ModelFile) -> Result<()> {
         let json = serde_json::to_vec_pretty(file).map_err(FlywheelError::internal)?;
+        let folder = format!("{}/{}", file.target, file.version);
         self.root
-            .put(
-                &format!("{}/{}/model.json", file.target, file.version),
-                json.into(),
-            )
+            .put(&format!("{folder}/model.json"), json.into())
+            .await?;
+        let target = Target::parse(&file.target)?[0];
+        let card = super::card::markdown(target, file);
+        self.root
+            .put(&format!("{folder}/card.md"), card.into())
             .await
     }
 
