@@ -1248,6 +1248,112 @@ fn platform_hooks_metrics_lineage_and_completions() {
     );
 }
 
+/// `flywheel run --from D1 --to D2`: every date in order, a progress line each; each date's
+/// tables equal those of single-date runs (checked for three dates, byte for byte); a second
+/// backfill skips every date (same inputs), `--force` reruns them; a failing date stops the
+/// backfill with its exit code.
+#[test]
+fn a_backfill_equals_single_date_runs_and_skips_what_is_done() {
+    let dir = common::tempdir("e2e-backfill");
+    let input = dir.join("in");
+    generate(&input, "1500");
+    let models = dir.join("models-only");
+    train_all(input.to_str().unwrap(), models.to_str().unwrap(), &[]);
+    let dates = [
+        "2026-06-01",
+        "2026-06-02",
+        "2026-06-03",
+        "2026-06-04",
+        "2026-06-05",
+    ];
+    let backfill = |out: &Path, extra: &[&str], env: &[(&str, String)]| {
+        let mut args = vec![
+            "run",
+            "--from",
+            dates[0],
+            "--to",
+            dates[4],
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        flywheel(&args, env)
+    };
+    let filled = dir.join("backfilled");
+    copy_tree(&models, &filled);
+    let text = ok(&backfill(&filled, &[], &[]));
+    for d in dates {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(d) && l.contains("succeeded") && l.ends_with(" s")),
+            "no progress line for {d}:\n{text}"
+        );
+    }
+    // Separate single-date runs, in order (the lists' cooldowns read the earlier dates).
+    let single = dir.join("single");
+    copy_tree(&models, &single);
+    for d in dates {
+        ok(&run_at(
+            d,
+            input.to_str().unwrap(),
+            single.to_str().unwrap(),
+            &[],
+        ));
+    }
+    let (a, b) = (files(&filled), files(&single));
+    for d in ["2026-06-01", "2026-06-03", "2026-06-05"] {
+        let of_date = |f: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+            f.iter()
+                .filter(|(k, _)| k.contains(&format!("dt={d}/")) && !k.starts_with("_runs/"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let (fa, fb) = (of_date(&a), of_date(&b));
+        assert!(fa.len() >= 15, "{d}: {} files", fa.len());
+        assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+        for (k, v) in &fa {
+            assert!(
+                fb[k] == *v,
+                "{k}: the backfill differs from a single-date run"
+            );
+        }
+    }
+    // Done dates are skipped; --force reruns them.
+    let text = ok(&backfill(&filled, &[], &[]));
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" skipped ")).count(),
+        5,
+        "{text}"
+    );
+    let text = ok(&backfill(&filled, &["--force"], &[]));
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" succeeded ")).count(),
+        5,
+        "{text}"
+    );
+    // The first failure stops the backfill with that date's exit code.
+    let broken = dir.join("broken");
+    copy_tree(&models, &broken);
+    let out = backfill(
+        &broken,
+        &[],
+        &[("FLYWHEEL_COMMIT_FAIL_AFTER", "1".to_string())],
+    );
+    fails(&out, 4);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "went on after a failure:\n{stdout}"
+    );
+    assert!(
+        stdout.starts_with(&format!("{} failed", dates[0])),
+        "{stdout}"
+    );
+}
+
 /// The CRM lists: the CSVs load with strict readers (Python's csv, DuckDB with explicit types),
 /// and a customer listed on one run date is not listed again within the cooldown.
 #[test]

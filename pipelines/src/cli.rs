@@ -59,8 +59,17 @@ pub enum Command {
     /// The nightly run: validate, attribute, build features, score, publish.
     Run {
         /// Run date D (as_of = D 00:00 UTC; default: today, UTC).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["from", "to"])]
         date: Option<String>,
+        /// Backfill: run every date from this one to --to, in ascending order.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Backfill: the last date to run (with --from).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Backfill: also rerun dates whose last run succeeded on the same inputs.
+        #[arg(long, requires = "from")]
+        force: bool,
         #[arg(long)]
         input: Option<String>,
         #[arg(long)]
@@ -197,6 +206,9 @@ pub async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Run {
             date,
+            from,
+            to,
+            force,
             input,
             output,
             allow_missing_models,
@@ -209,7 +221,13 @@ pub async fn execute(cli: Cli) -> Result<()> {
             cfg.break_lock = break_lock;
             cfg.metrics_file = metrics_file;
             cfg.lineage_file = lineage_file;
-            run(&cfg, parse_date(date.as_deref())?).await
+            match (from, to) {
+                (Some(from), Some(to)) => {
+                    let (from, to) = (parse_date(Some(&from))?, parse_date(Some(&to))?);
+                    backfill(&cfg, from, to, force).await
+                }
+                _ => run(&cfg, parse_date(date.as_deref())?).await,
+            }
         }
         Command::Train {
             target,
@@ -261,6 +279,23 @@ pub async fn execute(cli: Cli) -> Result<()> {
             run(&cfg, date).await
         }
     }
+}
+
+/// `flywheel run --from D1 --to D2`: a progress line per date, then a total.
+async fn backfill(cfg: &Config, from: NaiveDate, to: NaiveDate, force: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    let dates = app::run::backfill(cfg, from, to, force, |d| {
+        println!("{} {:<9} {:>8.2} s", d.date, d.status, d.seconds);
+    })
+    .await?;
+    let ran = dates.iter().filter(|d| d.status == "succeeded").count();
+    println!(
+        "backfilled {from}..{to}: {ran} run, {} skipped, in {:.1} s; outputs at {}",
+        dates.len() - ran,
+        started.elapsed().as_secs_f64(),
+        cfg.output
+    );
+    Ok(())
 }
 
 /// `flywheel runs`: one line per ledger record.

@@ -14,7 +14,7 @@ use crate::contracts::{self, Role};
 use crate::engine::catalog::{self, Job};
 use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
 use crate::error::{FlywheelError, Result};
-use crate::steps::ingest::{self, ValidatedInputs};
+use crate::steps::ingest::{self, CheckedInputs, ValidatedInputs};
 use crate::steps::presenting::{lineage, metrics, report};
 use crate::steps::publishing::{self, commit, earlier, ledger, lock, Manifest, Publisher};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
@@ -49,6 +49,15 @@ struct ThisRun {
 /// a time: the date's lock is held from here to the end, released whether the run succeeds or
 /// fails; every run, failed or refused, leaves a ledger record.
 pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
+    run_with(cfg, date, None).await
+}
+
+/// A run of `date`; `shared`: inputs already read and validated (a backfill), else it reads them.
+async fn run_with(
+    cfg: &Config,
+    date: NaiveDate,
+    shared: Option<&CheckedInputs>,
+) -> Result<RunReport> {
     let started_at = Utc::now();
     let run_date = RunDate::new(date, cfg)?;
     let this = ThisRun {
@@ -64,7 +73,9 @@ pub async fn run(cfg: &Config, date: NaiveDate) -> Result<RunReport> {
     let (output, run_id) = (&this.output, &this.id);
     let span = tracing::info_span!("run", run_id = %run_id, run_date = %run_date);
     let hooks = Hooks::start(cfg, &this).instrument(span.clone()).await;
-    let result = run_with_lock(cfg, &this).instrument(span.clone()).await;
+    let result = run_with_lock(cfg, &this, shared)
+        .instrument(span.clone())
+        .await;
     if let Err(e) = &result {
         span.in_scope(|| tracing::error!(exit_code = e.exit_code(), "run failed: {e}"));
     }
@@ -210,7 +221,11 @@ fn fingerprints(manifest: &Manifest) -> BTreeMap<String, String> {
 /// The run under the date's lock (refused at once, exit 7, when another run holds it). Before
 /// anything else it finishes what crashed runs left on the output (interrupted commits, staging,
 /// locks of dead runs; see `commit::recover`).
-async fn run_with_lock(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
+async fn run_with_lock(
+    cfg: &Config,
+    this: &ThisRun,
+    shared: Option<&CheckedInputs>,
+) -> Result<RunReport> {
     let date = this.date.to_string();
     let lock = lock::acquire(
         &this.output,
@@ -226,7 +241,7 @@ async fn run_with_lock(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
         stale_after_minutes: cfg.lock_stale_after_minutes,
     };
     let result = match commit::recover(&this.output, &me).await {
-        Ok(_) => run_locked(cfg, this).await,
+        Ok(_) => run_locked(cfg, this, shared).await,
         Err(e) => Err(e),
     };
     lock.release().await;
@@ -234,7 +249,11 @@ async fn run_with_lock(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
 }
 
 /// The run itself, under the date's lock.
-async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
+async fn run_locked(
+    cfg: &Config,
+    this: &ThisRun,
+    shared: Option<&CheckedInputs>,
+) -> Result<RunReport> {
     let (run_date, output, run_id, started_at) =
         (this.date, &this.output, this.id.clone(), this.started_at);
     let input = Root::parse(&cfg.input)?;
@@ -246,7 +265,10 @@ async fn run_locked(cfg: &Config, this: &ThisRun) -> Result<RunReport> {
     let models = champions(&registry, cfg.allow_missing_models, &mut notes.scorer).await?;
 
     let t = stages.start();
-    let validated = ingest::load_inputs(&ctx, cfg, &input, &run_date).await?;
+    let validated = match shared {
+        Some(inputs) => inputs.register(&ctx, &run_date, cfg.target_partitions)?,
+        None => ingest::load_inputs(&ctx, cfg, &input, &run_date).await?,
+    };
     stages.done("load_and_validate_inputs", t);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
@@ -454,4 +476,100 @@ async fn register_previous_lists(
         previous.register(ctx, &catalog::previous(&contract.table))?;
     }
     Ok(())
+}
+
+/// How one date of a backfill went.
+#[derive(Debug, Clone)]
+pub struct DateOutcome {
+    pub date: NaiveDate,
+    /// `succeeded`, `failed`, or `skipped` (its last run succeeded on the same inputs).
+    pub status: &'static str,
+    pub seconds: f64,
+    pub exit_code: i32,
+}
+
+/// `flywheel run --from D1 --to D2`: every date in ascending order (the lists' cooldowns read
+/// earlier dates). A date whose last run succeeded on inputs with the same fingerprint is skipped
+/// unless `force`. The inputs are read and validated once, before the first date that runs, and
+/// each date registers them with its own as_of (a date sees only events before it), so a date's
+/// tables are those of a run of that date alone. Stops at the first failure with its error;
+/// `progress` hears of every date as it ends.
+pub async fn backfill(
+    cfg: &Config,
+    from: NaiveDate,
+    to: NaiveDate,
+    force: bool,
+    mut progress: impl FnMut(&DateOutcome),
+) -> Result<Vec<DateOutcome>> {
+    if from > to {
+        return Err(FlywheelError::Config(format!(
+            "--from {from} is after --to {to}"
+        )));
+    }
+    let (input, output) = (Root::parse(&cfg.input)?, Root::parse(&cfg.output)?);
+    let current = listed_fingerprints(&input).await?;
+    let mut shared: Option<CheckedInputs> = None;
+    let mut out = Vec::new();
+    let mut date = from;
+    while date <= to {
+        let started = std::time::Instant::now();
+        let last = ledger::list(&output, Some(&date.to_string())).await?.pop();
+        let done_before =
+            last.is_some_and(|r| r.status == "succeeded" && r.input_fingerprints == current);
+        let outcome = if done_before && !force {
+            DateOutcome {
+                date,
+                status: "skipped",
+                seconds: 0.0,
+                exit_code: 0,
+            }
+        } else {
+            if shared.is_none() {
+                let first = RunDate::new(date, cfg)?;
+                shared = Some(CheckedInputs::load(cfg, &input, &first).await?);
+            }
+            let result = run_with(cfg, date, shared.as_ref()).await;
+            let outcome = DateOutcome {
+                date,
+                status: if result.is_ok() {
+                    "succeeded"
+                } else {
+                    "failed"
+                },
+                seconds: started.elapsed().as_secs_f64(),
+                exit_code: result.as_ref().err().map_or(0, |e| e.exit_code()),
+            };
+            if let Err(e) = result {
+                progress(&outcome);
+                return Err(e);
+            }
+            outcome
+        };
+        progress(&outcome);
+        out.push(outcome);
+        date = date
+            .succ_opt()
+            .ok_or_else(|| FlywheelError::Config(format!("no date after {date}")))?;
+    }
+    Ok(out)
+}
+
+/// Per input, the fingerprint of its files as listed now (what a run records in the ledger).
+async fn listed_fingerprints(input: &Root) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for name in contracts::inputs() {
+        let files: Vec<_> = input
+            .list(name)
+            .await?
+            .into_iter()
+            .filter(|l| l.path.ends_with(".parquet"))
+            .collect();
+        let fp = ledger::fingerprint(
+            files
+                .iter()
+                .map(|f| (f.path.as_str(), f.size, f.last_modified.as_str())),
+        );
+        out.insert(name.to_string(), fp);
+    }
+    Ok(out)
 }

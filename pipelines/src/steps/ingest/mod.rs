@@ -30,13 +30,66 @@ pub struct ValidatedInputs {
     pub rejects: BTreeMap<String, Vec<RecordBatch>>,
 }
 
+/// Read and validate every input; the accepted rows before the run date's as_of are registered
+/// in `ctx` under the inputs' names.
 pub async fn load_inputs(
     ctx: &SessionContext,
     cfg: &Config,
     input: &Root,
     run_date: &RunDate,
 ) -> Result<ValidatedInputs> {
+    Ok(load(ctx, cfg, input, run_date, false).await?.0)
+}
+
+/// Inputs read and validated once, for runs of several dates (a backfill): each date registers
+/// them in its own session with its own as_of (`register`), as if it had read them itself.
+pub struct CheckedInputs {
+    validated: ValidatedInputs,
+    inputs: Vec<rules::CheckedInput>,
+}
+
+impl CheckedInputs {
+    /// Read and validate every input once (as of `first`, which only sets the counts logged).
+    pub async fn load(cfg: &Config, input: &Root, first: &RunDate) -> Result<CheckedInputs> {
+        let ctx = crate::engine::session(cfg)?;
+        let (validated, inputs) = load(&ctx, cfg, input, first, true).await?;
+        Ok(CheckedInputs { validated, inputs })
+    }
+
+    /// Register the accepted rows before `run_date`'s as_of in `ctx`; the checks, files and
+    /// rejects are those of the one reading, the `used` counts this date's.
+    pub fn register(
+        &self,
+        ctx: &SessionContext,
+        run_date: &RunDate,
+        partitions: usize,
+    ) -> Result<ValidatedInputs> {
+        let mut checks = self.validated.checks.clone();
+        for (check, input) in checks.iter_mut().zip(&self.inputs) {
+            check.used = input.register(ctx, run_date.as_of_ns(), partitions)?;
+        }
+        Ok(ValidatedInputs {
+            checks,
+            files: self.validated.files.clone(),
+            rejects: self.validated.rejects.clone(),
+        })
+    }
+
+    /// The files read, per input.
+    pub fn files(&self) -> &BTreeMap<String, Vec<InputFile>> {
+        &self.validated.files
+    }
+}
+
+async fn load(
+    ctx: &SessionContext,
+    cfg: &Config,
+    input: &Root,
+    run_date: &RunDate,
+    keep: bool,
+) -> Result<(ValidatedInputs, Vec<rules::CheckedInput>)> {
     let as_of_ns = run_date.as_of_ns();
+    let mut kept = Vec::new();
     let inputs = contracts::inputs();
     let mut out = ValidatedInputs {
         checks: vec![],
@@ -71,8 +124,16 @@ pub async fn load_inputs(
         let (contract, loaded) = loaded?;
         let started = Instant::now();
         let files = loaded.files.clone();
-        let (check, rejects) =
-            rules::validate_input(ctx, &contract, loaded, as_of_ns, cfg.target_partitions).await?;
+        let (check, rejects, checked) = rules::validate_input(
+            ctx,
+            &contract,
+            loaded,
+            as_of_ns,
+            cfg.target_partitions,
+            keep,
+        )
+        .await?;
+        kept.extend(checked);
         info!(
             input = name,
             rows = check.rows,
@@ -88,7 +149,7 @@ pub async fn load_inputs(
         out.checks.push(check);
     }
     drop(reader);
-    Ok(out)
+    Ok((out, kept))
 }
 
 /// A spawned task that is cancelled when this guard goes out of scope (e.g. on an early error).

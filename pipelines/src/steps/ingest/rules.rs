@@ -228,19 +228,39 @@ async fn mark_keys(
     Ok((marked_schema, marked))
 }
 
+/// An input after its row rules, kept so that runs of several dates can register it without
+/// reading and checking it again (a backfill): the staged batches and the numbers of the rows
+/// that break a rule. The rules do not depend on the run date; only the as_of filter does.
+pub struct CheckedInput {
+    pub contract: Contract,
+    pub batches: Vec<RecordBatch>,
+    pub bad: BTreeSet<i64>,
+}
+
+impl CheckedInput {
+    /// Register the accepted rows before `as_of_ns` under the input's name; returns their count.
+    pub fn register(&self, ctx: &SessionContext, as_of_ns: i64, partitions: usize) -> Result<u64> {
+        register_accepted(
+            ctx,
+            &self.contract,
+            self.batches.iter().cloned(),
+            &self.bad,
+            as_of_ns,
+            partitions,
+        )
+    }
+}
+
 /// Validate one loaded input; registers the accepted rows (before as_of) under the input's name and
-/// returns the quarantined rows (with `_source_file` and `_reasons`).
-///
-/// The rule SQL returns only the rows that break a rule (usually few), by row number; the accepted
-/// rows are then the loaded batches filtered in Rust, which shares their buffers instead of
-/// copying the whole input through a join.
+/// returns the check and the quarantined rows, and with `keep` the checked input for other dates.
 pub async fn validate_input(
     ctx: &SessionContext,
     contract: &Contract,
     loaded: LoadedInput,
     as_of_ns: i64,
     partitions: usize,
-) -> Result<(InputCheck, Vec<RecordBatch>)> {
+    keep: bool,
+) -> Result<(InputCheck, Vec<RecordBatch>, Option<CheckedInput>)> {
     let table = &contract.table;
     let rows: u64 = loaded.batches.iter().map(|b| b.num_rows() as u64).sum();
     let (planned, broken) = broken_rows(ctx, contract, &loaded, partitions).await?;
@@ -252,11 +272,12 @@ pub async fn validate_input(
         bad.extend(numbers.as_primitive::<Int64Type>().values().iter().copied());
     }
     let files = loaded.files;
-    let (schema, accepted, used) = accepted_rows(contract, loaded.batches, &bad, as_of_ns)?;
-    ctx.register_table(
-        table.as_str(),
-        Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
-    )?;
+    let kept = keep.then(|| CheckedInput {
+        contract: contract.clone(),
+        batches: loaded.batches.clone(),
+        bad: bad.clone(),
+    });
+    let used = register_accepted(ctx, contract, loaded.batches, &bad, as_of_ns, partitions)?;
     let checked_name = format!("checked_{table}");
     register_checked(ctx, &checked_name, planned, broken, &files)?;
     let rejects = quarantine(ctx, contract, &checked_name).await?;
@@ -279,7 +300,27 @@ pub async fn validate_input(
             top_reasons,
         },
         rejects,
+        kept,
     ))
+}
+
+/// Register the accepted rows before as_of of `batches` under the contract's table name.
+fn register_accepted(
+    ctx: &SessionContext,
+    contract: &Contract,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    bad: &BTreeSet<i64>,
+    as_of_ns: i64,
+    partitions: usize,
+) -> Result<u64> {
+    let (schema, accepted, used) = accepted_rows(contract, batches, bad, as_of_ns)?;
+    // A backfill registers the input again for the next date.
+    ctx.deregister_table(contract.table.as_str())?;
+    ctx.register_table(
+        contract.table.as_str(),
+        Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
+    )?;
+    Ok(used)
 }
 
 /// The raw rows that break a rule (with `_row` and `_reasons`), and the schema the rule SQL
@@ -315,14 +356,14 @@ async fn broken_rows(
 /// row count.
 fn accepted_rows(
     contract: &Contract,
-    batches: Vec<RecordBatch>,
+    batches: impl IntoIterator<Item = RecordBatch>,
     bad: &BTreeSet<i64>,
     as_of_ns: i64,
 ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
     let table = &contract.table;
     let schema = contract.schema();
     let time_column = event_time_column(table);
-    let mut accepted = Vec::with_capacity(batches.len());
+    let mut accepted = Vec::new();
     let mut used = 0u64;
     for batch in batches {
         let mut keep = without_rows(&batch, bad)?;
