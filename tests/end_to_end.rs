@@ -1159,8 +1159,13 @@ fn datacontract_cli_runs_the_contracts() {
         String::from_utf8_lossy(&result.stderr)
     );
     assert!(result.status.success(), "{text}");
+    let contracts = std::fs::read_dir(common::repo().join("data-contracts"))
+        .unwrap()
+        .count();
     assert!(
-        text.contains("16 contracts run by datacontract-cli: ok"),
+        text.contains(&format!(
+            "{contracts} contracts run by datacontract-cli: ok"
+        )),
         "{text}"
     );
 }
@@ -1351,6 +1356,79 @@ fn a_backfill_equals_single_date_runs_and_skips_what_is_done() {
     assert!(
         stdout.starts_with(&format!("{} failed", dates[0])),
         "{stdout}"
+    );
+}
+
+/// Drift: each run publishes `model_drift` (PSI of every feature and score against the
+/// champion's training snapshot) and puts it in the manifest; on the training inputs every figure
+/// is small. With every CRM customer made a community member (the refer model's strongest
+/// feature) in a copy of the inputs, that feature's PSI passes 0.25, the refer score's too, the
+/// log warns, and `flywheel models show` prints the figures.
+#[test]
+fn drift_figures_see_a_shifted_feature() {
+    let dir = common::tempdir("e2e-drift");
+    let input = dir.join("in");
+    generate(&input, "1500");
+    let out = dir.join("out");
+    ok(&train_and_run(&input, &out));
+    let drift_of = |out: &Path| -> Vec<serde_json::Value> {
+        let m = std::fs::read(out.join(format!("_runs/dt={DATE}/manifest.json"))).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        m["drift"].as_array().unwrap().clone()
+    };
+    let psi = |drift: &[serde_json::Value], target: &str, variable: &str| -> f64 {
+        drift
+            .iter()
+            .find(|d| d["target"] == target && d["variable"] == variable)
+            .unwrap_or_else(|| panic!("no figure for {target} {variable}"))["psi"]
+            .as_f64()
+            .unwrap()
+    };
+    let before = drift_of(&out);
+    // 21 features and the score, for each of the two models.
+    assert_eq!(before.len(), 2 * 22, "{before:?}");
+    assert!(psi(&before, "refer", "community_member") < 0.1);
+    assert!(out
+        .join(format!("model_drift/dt={DATE}/part-00000.parquet"))
+        .exists());
+
+    let shifted = dir.join("shifted");
+    copy_tree(&input, &shifted);
+    rewrite_parquet(&shifted.join("crm_customers/part-00000.parquet"), |b| {
+        let i = b.schema().index_of("community_member").unwrap();
+        let mut columns = b.columns().to_vec();
+        columns[i] = Arc::new(arrow::array::BooleanArray::from(vec![true; b.num_rows()]));
+        RecordBatch::try_new(b.schema(), columns).unwrap()
+    });
+    let out2 = dir.join("out-shifted");
+    copy_tree(&out.join("models"), &out2.join("models"));
+    let log = ok(&run_at(
+        DATE,
+        shifted.to_str().unwrap(),
+        out2.to_str().unwrap(),
+        &[],
+    ));
+    let after = drift_of(&out2);
+    let (feature, score) = (
+        psi(&after, "refer", "community_member"),
+        psi(&after, "refer", "score"),
+    );
+    assert!(feature > 0.25, "community_member PSI {feature}");
+    assert!(score > 0.25, "refer score PSI {score}");
+    assert!(
+        log.contains("has drifted") && log.contains("refer"),
+        "{log}"
+    );
+    let shown = flywheel(
+        &["models", "show", "refer"],
+        &[("FLYWHEEL_OUTPUT", out2.display().to_string())],
+    );
+    let stderr = String::from_utf8_lossy(&shown.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("community_member") && l.contains("retrain")),
+        "{stderr}"
     );
 }
 

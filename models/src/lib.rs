@@ -14,6 +14,7 @@
 //! [`fit`] measures the gradient at the solution and reports convergence itself).
 
 mod design;
+pub mod drift;
 mod metrics;
 mod model_file;
 

@@ -27,6 +27,10 @@ pub struct ModelFile {
     pub holdout_metrics: Metrics,
     pub input_fingerprint: String,
     pub libraries: BTreeMap<String, String>,
+    /// The training snapshot's distribution of every feature and of the score, for the drift
+    /// figures of the nightly runs (absent in files written before flywheel 0.1 had them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_reference: Vec<crate::drift::Reference>,
 }
 
 impl ModelFile {

@@ -433,9 +433,23 @@ async fn models(cfg: &Config, action: ModelsAction) -> Result<()> {
             }
         }
         ModelsAction::Show { target, version } => {
-            let f = app::models::show(cfg, one_target(&target)?, version).await?;
+            let t = one_target(&target)?;
+            let f = app::models::show(cfg, t, version).await?;
             let json = serde_json::to_string_pretty(&f).map_err(FlywheelError::internal)?;
             println!("{json}");
+            // The last drift figures, for people: on stderr, so stdout stays the model's JSON.
+            match app::models::last_drift(cfg, t).await? {
+                Some((date, rows)) => {
+                    eprintln!("last drift figures of {target} (run date {date}; PSI against the training snapshot):");
+                    for (variable, kind, psi, reading, version) in rows {
+                        eprintln!("  {variable:<28} {kind:<8} {psi:>8.4}  {reading:<8} {version}");
+                    }
+                }
+                None => eprintln!(
+                    "no drift figures for {target} in the run manifests at {}",
+                    cfg.output
+                ),
+            }
         }
         ModelsAction::Promote { target, version } => {
             app::models::promote(cfg, one_target(&target)?, &version).await?;

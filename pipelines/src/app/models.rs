@@ -56,3 +56,50 @@ pub async fn promote(cfg: &Config, target: Target, version: &str) -> Result<()> 
 pub async fn rollback(cfg: &Config, target: Target) -> Result<String> {
     Registry::open(cfg)?.rollback(target).await
 }
+
+/// The drift figures of the last run that has some for `target`: its date and, per variable,
+/// (variable, kind, PSI, reading, model version); read from the run manifests of the output.
+pub async fn last_drift(
+    cfg: &Config,
+    target: Target,
+) -> Result<Option<(String, Vec<(String, String, f64, String, String)>)>> {
+    let output = crate::storage::Root::parse(&cfg.output)?;
+    let mut manifests: Vec<String> = output
+        .list("_runs/")
+        .await?
+        .into_iter()
+        .map(|l| l.path)
+        .filter(|p| p.starts_with("_runs/dt=") && p.ends_with("/manifest.json"))
+        .collect();
+    manifests.sort();
+    for path in manifests.iter().rev() {
+        let Some(bytes) = output.get(path).await? else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let rows: Vec<_> = m["drift"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["target"] == target.name())
+            .map(|d| {
+                let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                let psi = d["psi"].as_f64().unwrap_or(f64::NAN);
+                (
+                    text("variable"),
+                    text("kind"),
+                    psi,
+                    text("reading"),
+                    text("model_version"),
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
+            let date = m["run_date"].as_str().unwrap_or_default().to_string();
+            return Ok(Some((date, rows)));
+        }
+    }
+    Ok(None)
+}

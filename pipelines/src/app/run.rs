@@ -272,7 +272,7 @@ async fn run_locked(
     stages.done("load_and_validate_inputs", t);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
-    let tables = compute(&ctx, cfg, &run_date, output, &models, &mut stages).await?;
+    let (tables, drift) = compute(&ctx, cfg, &run_date, output, &models, &mut stages).await?;
     notes.data.extend(cycle_warning(&tables));
 
     let t = stages.start();
@@ -316,6 +316,7 @@ async fn run_locked(
             .map(|(t, f)| (t.name().to_string(), f.version.clone()))
             .collect(),
         stages: stages.0,
+        drift,
     };
     let manifest_path = commit_with_manifest(publisher, output, &manifest).await?;
     info!(manifest = %manifest_path, "run published");
@@ -431,7 +432,7 @@ async fn compute(
     output: &Root,
     models: &BTreeMap<Target, ModelFile>,
     stages: &mut Stages,
-) -> Result<BTreeMap<String, Table>> {
+) -> Result<(BTreeMap<String, Table>, Vec<scoring::drift::Drift>)> {
     let p = params(cfg, run_date);
     let jobs = catalog::nightly_jobs()?;
     let (late, early): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.needs_scores());
@@ -445,6 +446,11 @@ async fn compute(
         .get(scoring::training_set::FEATURES)
         .ok_or_else(|| FlywheelError::internal("customer_features was not computed"))?;
     let scores = scoring::score::score(features, models, cfg.target_partitions)?;
+    let drift = scoring::drift::measure(features, &scores, models)?;
+    tables.insert(
+        scoring::drift::DRIFT.to_string(),
+        scoring::drift::table(&drift)?,
+    );
     scores.register(ctx, catalog::SCORES)?;
     tables.insert(catalog::SCORES.to_string(), scores);
     stages.done("score", t);
@@ -453,7 +459,7 @@ async fn compute(
     register_previous_lists(ctx, cfg, output, run_date).await?;
     stages.done("previous_lists", t);
     run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
-    Ok(tables)
+    Ok((tables, drift))
 }
 
 /// Register `previous_<list>` for every list with a cooldown: its rows of earlier run dates

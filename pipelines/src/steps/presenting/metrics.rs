@@ -150,6 +150,23 @@ fn published(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> 
                 .collect(),
         },
         Family {
+            name: "flywheel_model_drift_psi",
+            help: "PSI of each feature and score of the champions against their training snapshot.",
+            samples: m
+                .drift
+                .iter()
+                .map(|d| {
+                    let labels = vec![
+                        date(),
+                        ("target", d.target.clone()),
+                        ("kind", d.kind.clone()),
+                        ("variable", d.variable.clone()),
+                    ];
+                    (labels, d.psi)
+                })
+                .collect(),
+        },
+        Family {
             name: "flywheel_kpi_value",
             help: "The network's value of each KPI (referral dashboard and lifecycle health).",
             samples: kpis,

@@ -425,6 +425,48 @@ fn model_section(out: &mut String, champions: &BTreeMap<String, ModelFile>) {
     out.push_str("</section>");
 }
 
+/// The champions' drift figures (PSI against the training snapshot), scores first, then the
+/// features from the most drifted down.
+fn drift_section(out: &mut String, drift: Option<&Table>) {
+    out.push_str(r#"<section id="drift"><h2>Model drift (PSI against the champion's training snapshot)</h2><p class="muted">Population stability index over the training deciles: below 0.1 stable, 0.1–0.25 watch, above 0.25 retrain.</p>"#);
+    let mut rows: Vec<(String, String, String, f64, String)> = rows(drift)
+        .map(|(b, i)| {
+            (
+                cell(b, "target", i).unwrap_or_default(),
+                cell(b, "kind", i).unwrap_or_default(),
+                cell(b, "variable", i).unwrap_or_default(),
+                float(b, "psi", i).unwrap_or(f64::NAN),
+                cell(b, "reading", i).unwrap_or_default(),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str(r#"<p class="muted">No drift figures: no champion has a drift reference (models trained before drift figures existed; retrain).</p></section>"#);
+        return;
+    }
+    rows.sort_by(|a, b| {
+        (&a.0, b.1.as_str(), b.3, &a.2)
+            .partial_cmp(&(&b.0, a.1.as_str(), a.3, &b.2))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    out.push_str(r#"<table><thead><tr><th>model</th><th>variable</th><th class="num">PSI</th><th>reading</th></tr></thead><tbody>"#);
+    for (target, kind, variable, psi, reading) in rows {
+        let name = if kind == "score" {
+            format!("<b>p_{} (score)</b>", esc(&target))
+        } else {
+            esc(&variable)
+        };
+        let _ = write!(
+            out,
+            r#"<tr data-drift="{t}:{v}"><td>{t}</td><td>{name}</td><td class="num">{psi:.3}</td><td class="band {reading}">{reading}</td></tr>"#,
+            t = esc(&target),
+            v = esc(&variable),
+            reading = esc(&reading),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
 pub fn html(r: &ReportInput) -> String {
     let mut out = String::with_capacity(256 * 1024);
     let _ = write!(
@@ -453,6 +495,7 @@ pub fn html(r: &ReportInput) -> String {
     channel_funnel(&mut out, r);
     out.push_str("</div></section>");
     model_section(&mut out, r.champions);
+    drift_section(&mut out, r.tables.get("model_drift"));
     lists_section(&mut out, r);
     out.push_str("</tbody></table></section></main></body></html>\n");
     out

@@ -33,6 +33,8 @@ pub struct Manifest {
     pub config: Config,
     pub model_versions: BTreeMap<String, String>,
     pub stages: Vec<Stage>,
+    /// The drift figures of the champions (PSI per feature and score; README, Drift).
+    pub drift: Vec<crate::steps::scoring::drift::Drift>,
 }
 
 #[derive(Debug, Serialize)]

@@ -5,6 +5,7 @@
 //! crate's; this step adds storage, SQL and the business's words.
 
 pub mod card;
+pub mod drift;
 pub mod reasons;
 pub mod registry;
 pub mod score;

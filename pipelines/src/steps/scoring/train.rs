@@ -127,6 +127,7 @@ pub async fn train(
         "holdout evaluated"
     );
     let model = fits.model;
+    let drift_reference = drift_reference(&model, &newer.batches)?;
     if !model.convergence.converged {
         tracing::warn!(
             target = target.name(),
@@ -152,6 +153,7 @@ pub async fn train(
             ("linfa-logistic".into(), "0.8.1".into()),
             ("datafusion".into(), "55".into()),
         ]),
+        drift_reference,
     };
     file.version = file.content_version(&req.as_of.date().format("%Y%m%d").to_string());
     registry.save(&file).await?;
@@ -164,6 +166,37 @@ pub async fn train(
         promoted,
         reason,
     })
+}
+
+/// The training snapshot's distribution of every feature the model reads and of its score (the
+/// final model on its own training rows): the reference of the nightly drift figures.
+fn drift_reference(
+    model: &flywheel_models::Model,
+    batches: &[RecordBatch],
+) -> Result<Vec<flywheel_models::drift::Reference>> {
+    use flywheel_models::drift::{column_values, reference_of, Reference};
+    let mut out = Vec::new();
+    for name in model_features(model) {
+        out.push(reference_of(&name, &column_values(batches, &name)?));
+    }
+    let p = model.predict(&design(&model.preprocessor, batches)?);
+    let scores: Vec<Option<f64>> = p.into_iter().map(Some).collect();
+    out.push(Reference::numeric(SCORE_VARIABLE, &scores));
+    Ok(out)
+}
+
+/// The name the score goes by in the drift figures.
+pub const SCORE_VARIABLE: &str = "score";
+
+/// The feature columns a model reads, in its preprocessor's order.
+pub fn model_features(model: &flywheel_models::Model) -> Vec<String> {
+    let p = &model.preprocessor;
+    p.numeric
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(p.boolean.iter().cloned())
+        .chain(p.categorical.iter().map(|c| c.name.clone()))
+        .collect()
 }
 
 /// linfa's gradient is a sum over rows: the tolerance is per row (1e-4) times the rows.
