@@ -244,26 +244,10 @@ pub async fn execute(cli: Cli) -> Result<()> {
             train(&cfg.with_roots(input, output), &settings).await
         }
         Command::Runs { date, output } => runs(&cfg.with_roots(None, output), date).await,
-        Command::Recover { output } => {
-            let cfg = cfg.with_roots(None, output);
-            let done = app::runs::recover(&cfg).await?;
-            if done.is_empty() {
-                println!("nothing to recover at {}", cfg.output);
-            }
-            for line in done {
-                println!("{line}");
-            }
-            Ok(())
-        }
+        Command::Recover { output } => recover(&cfg.with_roots(None, output)).await,
         Command::Models { action } => models(&cfg, action).await,
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "flywheel",
-                &mut std::io::stdout(),
-            );
+            completions(shell);
             Ok(())
         }
         Command::Demo { customers, date } => {
@@ -279,6 +263,29 @@ pub async fn execute(cli: Cli) -> Result<()> {
             run(&cfg, date).await
         }
     }
+}
+
+/// `flywheel recover`: one line per thing done.
+async fn recover(cfg: &Config) -> Result<()> {
+    let done = app::runs::recover(cfg).await?;
+    if done.is_empty() {
+        println!("nothing to recover at {}", cfg.output);
+    }
+    for line in done {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `flywheel completions <shell>`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "flywheel",
+        &mut std::io::stdout(),
+    );
 }
 
 /// `flywheel run --from D1 --to D2`: a progress line per date, then a total.

@@ -56,6 +56,39 @@ pub fn end(run: &RunInfo, at: &str, how: &End) -> Result<Value> {
 }
 
 fn event(kind: &str, run: &RunInfo, at: &str, done: Option<&Manifest>) -> Result<Value> {
+    let inputs = input_datasets(run, done)?;
+    let outputs = output_datasets(run, done)?;
+    Ok(json!({
+        "eventType": kind,
+        "eventTime": at,
+        "producer": PRODUCER,
+        "schemaURL": RUN_EVENT,
+        "run": {
+            "runId": uuid(run.run_id),
+            "facets": { "nominalTime": {
+                "_producer": PRODUCER,
+                "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/NominalTimeRunFacet.json#/$defs/NominalTimeRunFacet",
+                "nominalStartTime": run.as_of,
+            }},
+        },
+        "job": {
+            "namespace": "flywheel",
+            "name": "nightly_run",
+            "facets": { "jobType": {
+                "_producer": PRODUCER,
+                "_schemaURL": "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
+                "processingType": "BATCH",
+                "integration": "FLYWHEEL",
+                "jobType": "JOB",
+            }},
+        },
+        "inputs": inputs,
+        "outputs": outputs,
+    }))
+}
+
+/// One dataset per input export, with its row count once the run is done.
+fn input_datasets(run: &RunInfo, done: Option<&Manifest>) -> Result<Vec<Value>> {
     let mut inputs = Vec::new();
     for name in contracts::inputs() {
         let c = contracts::contract(name)?;
@@ -71,6 +104,11 @@ fn event(kind: &str, run: &RunInfo, at: &str, done: Option<&Manifest>) -> Result
         }
         inputs.push(d);
     }
+    Ok(inputs)
+}
+
+/// One dataset per published table folder, with rows and bytes once the run is done.
+fn output_datasets(run: &RunInfo, done: Option<&Manifest>) -> Result<Vec<Value>> {
     let mut outputs = Vec::new();
     for c in contracts::published()? {
         let Role::Published(p) = &c.role else {
@@ -110,33 +148,7 @@ fn event(kind: &str, run: &RunInfo, at: &str, done: Option<&Manifest>) -> Result
             outputs.push(d);
         }
     }
-    Ok(json!({
-        "eventType": kind,
-        "eventTime": at,
-        "producer": PRODUCER,
-        "schemaURL": RUN_EVENT,
-        "run": {
-            "runId": uuid(run.run_id),
-            "facets": { "nominalTime": {
-                "_producer": PRODUCER,
-                "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/NominalTimeRunFacet.json#/$defs/NominalTimeRunFacet",
-                "nominalStartTime": run.as_of,
-            }},
-        },
-        "job": {
-            "namespace": "flywheel",
-            "name": "nightly_run",
-            "facets": { "jobType": {
-                "_producer": PRODUCER,
-                "_schemaURL": "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
-                "processingType": "BATCH",
-                "integration": "FLYWHEEL",
-                "jobType": "JOB",
-            }},
-        },
-        "inputs": inputs,
-        "outputs": outputs,
-    }))
+    Ok(outputs)
 }
 
 /// A dataset: the folder `rel` of `root`, named as OpenLineage names files and objects

@@ -95,7 +95,7 @@ fn published(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> 
                 })
         })
         .collect();
-    vec![
+    let mut families = vec![
         Family {
             name: "flywheel_stage_duration_seconds",
             help: "Wall time of each stage of the run.",
@@ -111,6 +111,20 @@ fn published(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> 
             help: "Peak resident memory sampled during each stage.",
             samples: stage(&|s| s.peak_rss_mib.map(|m| (m * 1024 * 1024) as f64)),
         },
+    ];
+    families.extend(counts(m, tables, run_date));
+    families.push(Family {
+        name: "flywheel_kpi_value",
+        help: "The network's value of each KPI (referral dashboard and lifecycle health).",
+        samples: kpis,
+    });
+    families
+}
+
+/// Rows per table and input, rejects, list sizes and drift.
+fn counts(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> Vec<Family> {
+    let date = || ("run_date", run_date.to_string());
+    vec![
         Family {
             name: "flywheel_table_rows",
             help: "Rows of each published table.",
@@ -165,11 +179,6 @@ fn published(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> 
                     (labels, d.psi)
                 })
                 .collect(),
-        },
-        Family {
-            name: "flywheel_kpi_value",
-            help: "The network's value of each KPI (referral dashboard and lifecycle health).",
-            samples: kpis,
         },
     ]
 }

@@ -29,7 +29,6 @@ fn purpose(target: Target, horizon: i64) -> (String, String, String) {
 /// The model card as Markdown.
 pub fn markdown(target: Target, f: &ModelFile) -> String {
     let (predicts, trained_on, scored) = purpose(target, f.horizon_days);
-    let m = &f.holdout_metrics;
     let mut s = String::new();
     let _ = writeln!(s, "# Model card: {} {}\n", f.target, f.version);
     let _ = writeln!(s, "## What it predicts, and for whom\n");
@@ -50,6 +49,27 @@ pub fn markdown(target: Target, f: &ModelFile) -> String {
             )
         }
     );
+    data_and_metrics(&mut s, f);
+    let _ = writeln!(s, "\n## The ten strongest coefficients, in words\n");
+    for line in strongest(f, 10) {
+        let _ = writeln!(s, "- {line}");
+    }
+    let _ = writeln!(s, "\n## Features it cannot be used without\n");
+    let _ = writeln!(
+        s,
+        "Columns of `customer_features` (as `sql/customer_features.sql` computes them at the run date): {}.",
+        features(f).join(", ")
+    );
+    let _ = writeln!(s, "\n## Known limits\n");
+    for limit in limits(target, f) {
+        let _ = writeln!(s, "- {limit}");
+    }
+    s
+}
+
+/// The snapshots and rows, then the holdout metrics with the calibration table.
+fn data_and_metrics(s: &mut String, f: &ModelFile) {
+    let m = &f.holdout_metrics;
     let _ = writeln!(s, "## Data\n");
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| trained as of | {} |", f.as_of);
@@ -95,21 +115,6 @@ pub fn markdown(target: Target, f: &ModelFile) -> String {
             opt(b.observed_rate)
         );
     }
-    let _ = writeln!(s, "\n## The ten strongest coefficients, in words\n");
-    for line in strongest(f, 10) {
-        let _ = writeln!(s, "- {line}");
-    }
-    let _ = writeln!(s, "\n## Features it cannot be used without\n");
-    let _ = writeln!(
-        s,
-        "Columns of `customer_features` (as `sql/customer_features.sql` computes them at the run date): {}.",
-        features(f).join(", ")
-    );
-    let _ = writeln!(s, "\n## Known limits\n");
-    for limit in limits(target, f) {
-        let _ = writeln!(s, "- {limit}");
-    }
-    s
 }
 
 /// The `n` coefficients largest in size, each as what it does to the odds.
