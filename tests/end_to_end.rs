@@ -1054,8 +1054,10 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
         .collect();
     assert_eq!(versions.len(), 2, "{list}");
     let champion = |env: &[(&str, String)]| -> String {
-        let show = ok(&flywheel(&["models", "show", "refer"], env));
-        let v: serde_json::Value = serde_json::from_str(&show[show.find('{').unwrap()..]).unwrap();
+        // stdout is the model's JSON (the drift figures go to stderr).
+        let out = flywheel(&["models", "show", "refer"], env);
+        ok(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["version"].as_str().unwrap().to_string()
     };
     let current = champion(&env);

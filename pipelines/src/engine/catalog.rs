@@ -276,7 +276,8 @@ mod tests {
             [
                 "previous_ambassador_candidates",
                 "previous_churn_alerts",
-                "customer_scores"
+                "customer_scores",
+                "model_drift"
             ]
         );
     }
