@@ -1327,6 +1327,23 @@ fn a_backfill_equals_single_date_runs_and_skips_what_is_done() {
             );
         }
     }
+    // kpi_trends of the k-th date holds the KPI rows of that date and of the k − 1 before it.
+    for (k, d) in dates.iter().enumerate() {
+        let m = std::fs::read(filled.join(format!("_runs/dt={d}/manifest.json"))).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        let rows = |t: &str| {
+            m["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["table"] == t)
+                .unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        };
+        let per_date = rows("referral_kpis") + rows("lifecycle_health");
+        assert_eq!(rows("kpi_trends"), (k as u64 + 1) * per_date, "{d}");
+    }
     // Done dates are skipped; --force reruns them.
     let text = ok(&backfill(&filled, &[], &[]));
     assert_eq!(

@@ -439,6 +439,11 @@ async fn compute(
     let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
     let release = Release::plan(&ordered, contracts::inputs(), &[GENERATIONS]);
     let mut tables = BTreeMap::new();
+    let t = stages.start();
+    earlier::earlier_kpis(output, run_date, catalog::TREND_DATES)
+        .await?
+        .register(ctx, catalog::EARLIER_KPIS)?;
+    stages.done("earlier_kpis", t);
     run_jobs(ctx, &early, &p, stages, &mut tables, &release).await?;
 
     let t = stages.start();

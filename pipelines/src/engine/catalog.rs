@@ -61,15 +61,22 @@ impl Job {
 /// The table the scoring step provides.
 pub const SCORES: &str = "customer_scores";
 
+/// The KPI rows of earlier run dates, read back from the output for `sql/kpi_trends.sql`.
+pub const EARLIER_KPIS: &str = "earlier_kpis";
+
+/// How many earlier run dates `kpi_trends` shows beside the run's own (12 points in all).
+pub const TREND_DATES: usize = 11;
+
 /// The name under which the rows of `list` published on earlier run dates are registered.
 pub fn previous(list: &str) -> String {
     format!("previous_{list}")
 }
 
 /// Tables that Rust steps provide: published tables not built by SQL (the scores; the rejects
-/// are not read by any job), and `previous_<list>` for every list with a cooldown.
+/// are not read by any job), `previous_<list>` for every list with a cooldown, and the KPI rows
+/// of earlier run dates.
 pub fn rust_tables() -> Result<Vec<String>> {
-    let mut out = Vec::new();
+    let mut out = vec![EARLIER_KPIS.to_string()];
     for c in contracts::published()? {
         if let Role::Published(p) = &c.role {
             if p.producer == "scoring" {
@@ -274,6 +281,7 @@ mod tests {
         assert_eq!(
             rust_tables().unwrap(),
             [
+                "earlier_kpis",
                 "previous_ambassador_candidates",
                 "previous_churn_alerts",
                 "customer_scores",

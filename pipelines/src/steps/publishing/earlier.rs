@@ -87,3 +87,81 @@ fn list_rows(
     }
     Ok(out)
 }
+
+/// The rows of `referral_kpis` and `lifecycle_health` of the latest `max_dates` earlier run dates
+/// found in the output (dates before `date`), as a table (source, dt, scope, kpi, value, band):
+/// what `sql/kpi_trends.sql` reads as `earlier_kpis`.
+pub async fn earlier_kpis(output: &Root, date: &RunDate, max_dates: usize) -> Result<Table> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("dt", DataType::Date32, false),
+        Field::new("scope", DataType::Utf8, true),
+        Field::new("kpi", DataType::Utf8, true),
+        Field::new("value", DataType::Float64, true),
+        Field::new("band", DataType::Utf8, true),
+    ]));
+    let mut files = Vec::new();
+    for source in ["referral_kpis", "lifecycle_health"] {
+        for listed in output.list(&format!("{source}/")).await? {
+            let day = listed
+                .path
+                .split('/')
+                .find_map(|p| p.strip_prefix("dt="))
+                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            if let Some(day) = day.filter(|d| date.days_since(*d) > 0) {
+                if listed.path.ends_with(".parquet") {
+                    files.push((day, source, listed.path));
+                }
+            }
+        }
+    }
+    let mut days: Vec<chrono::NaiveDate> = files.iter().map(|(d, _, _)| *d).collect();
+    days.sort();
+    days.dedup();
+    let keep: Vec<_> = days.into_iter().rev().take(max_dates).collect();
+    files.sort();
+    let mut batches = Vec::new();
+    for (day, source, rel) in files.into_iter().filter(|(d, _, _)| keep.contains(d)) {
+        let Some(bytes) = output.get(&rel).await? else {
+            continue;
+        };
+        let days = RunDate::epoch_days_of(day) as i32;
+        let rows = kpi_rows(bytes, &schema, source, days).map_err(|problem| {
+            FlywheelError::EarlierOutput {
+                path: output.display(&rel),
+                problem,
+            }
+        })?;
+        batches.extend(rows);
+    }
+    Ok(Table { schema, batches })
+}
+
+/// The KPI rows of one published KPI file, with its source table and run date.
+fn kpi_rows(
+    bytes: bytes::Bytes,
+    schema: &SchemaRef,
+    source: &str,
+    days: i32,
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| format!("a row group cannot be read ({e})"))?;
+        let n = b.num_rows();
+        let mut columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![source; n])),
+            Arc::new(Date32Array::from(vec![days; n])),
+        ];
+        for f in &schema.fields()[2..] {
+            let c = b
+                .column_by_name(f.name())
+                .ok_or_else(|| format!("it has no {} column", f.name()))?;
+            columns.push(arrow::compute::cast(c, f.data_type()).map_err(|e| e.to_string())?);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
