@@ -88,7 +88,12 @@ fn tables_only(mut f: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
 
 /// Run a check script from tests/ with the tools venv's Python; it must succeed. Returns its output.
 fn python_check(script: &str, args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(tools::python())
+    python_check_with(&tools::python(), script, args)
+}
+
+/// Run a check script from tests/ with `python`; it must succeed. Returns its output.
+fn python_check_with(python: &Path, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(python)
         .arg(common::repo().join("tests").join(script))
         .args(args)
         .output()
@@ -1148,19 +1153,13 @@ fn datacontract_cli_runs_the_contracts() {
     let (input, out) = (dir.join("data"), dir.join("out"));
     generate(&input, "1500");
     ok(&train_and_run(&input, &out));
-    let venv = tools::datacontract_venv();
-    let result = Command::new(venv.join("bin/python"))
-        .arg(common::repo().join("tests/datacontract_check.py"))
-        .arg(common::repo().join("data-contracts"))
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
+    let python = tools::datacontract_venv().join("bin/python");
+    let contracts_dir = common::repo().join("data-contracts");
+    let text = python_check_with(
+        &python,
+        "datacontract_check.py",
+        &[contracts_dir.as_os_str(), dir.as_os_str()],
     );
-    assert!(result.status.success(), "{text}");
     let contracts = std::fs::read_dir(common::repo().join("data-contracts"))
         .unwrap()
         .count();

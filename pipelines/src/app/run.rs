@@ -126,33 +126,32 @@ async fn run_with(
 /// `--metrics-file` (Prometheus text, at the end). A hook that cannot be written is a warning:
 /// it never changes the run's outcome.
 struct Hooks {
-    input: Option<Root>,
-    lineage: Option<(String, serde_json::Value)>,
+    /// The lineage file, who the events are about, and the START event written there.
+    lineage: Option<(String, lineage::RunInfo, serde_json::Value)>,
     metrics: Option<String>,
 }
 
 impl Hooks {
     async fn start(cfg: &Config, this: &ThisRun) -> Hooks {
         let mut hooks = Hooks {
-            input: Root::parse(&cfg.input).ok(),
             lineage: None,
             metrics: cfg.metrics_file.clone(),
         };
-        if let (Some(path), Some(input)) = (&cfg.lineage_file, &hooks.input) {
-            let as_of = this.date.as_of_rfc3339();
-            let run = lineage::RunInfo {
-                run_id: &this.id,
-                as_of: &as_of,
-                input,
-                output: &this.output,
-            };
-            match lineage::start(&run, &Utc::now().to_rfc3339()) {
-                Ok(start) => {
-                    write_hook(path, format!("{start}\n")).await;
-                    hooks.lineage = Some((path.clone(), start));
-                }
-                Err(e) => warn!(error = %e, "could not build the OpenLineage START event"),
+        let (Some(path), Ok(input)) = (&cfg.lineage_file, Root::parse(&cfg.input)) else {
+            return hooks;
+        };
+        let run = lineage::RunInfo {
+            run_id: this.id.clone(),
+            as_of: this.date.as_of_rfc3339(),
+            input,
+            output: this.output.clone(),
+        };
+        match lineage::start(&run, &Utc::now().to_rfc3339()) {
+            Ok(start) => {
+                write_hook(path, format!("{start}\n")).await;
+                hooks.lineage = Some((path.clone(), run, start));
             }
+            Err(e) => warn!(error = %e, "could not build the OpenLineage START event"),
         }
         hooks
     }
@@ -169,20 +168,13 @@ impl Hooks {
             });
             write_hook(path, text).await;
         }
-        if let (Some((path, start)), Some(input)) = (&self.lineage, &self.input) {
-            let as_of = this.date.as_of_rfc3339();
-            let run = lineage::RunInfo {
-                run_id: &this.id,
-                as_of: &as_of,
-                input,
-                output: &this.output,
-            };
+        if let Some((path, run, start)) = &self.lineage {
             let error = result.as_ref().err().map(|e| e.to_string());
             let how = match result {
                 Ok(r) => lineage::End::Complete(&r.manifest),
                 Err(_) => lineage::End::Fail(error.as_deref().unwrap_or_default()),
             };
-            match lineage::end(&run, &ended.to_rfc3339(), &how) {
+            match lineage::end(run, &ended.to_rfc3339(), &how) {
                 Ok(end) => write_hook(path, format!("{start}\n{end}\n")).await,
                 Err(e) => warn!(error = %e, "could not build the OpenLineage end event"),
             }
@@ -569,12 +561,7 @@ pub async fn backfill(
 async fn listed_fingerprints(input: &Root) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for name in contracts::inputs() {
-        let files: Vec<_> = input
-            .list(name)
-            .await?
-            .into_iter()
-            .filter(|l| l.path.ends_with(".parquet"))
-            .collect();
+        let files = ingest::read::input_files(input, name).await?;
         let fp = ledger::fingerprint(
             files
                 .iter()

@@ -65,14 +65,20 @@ pub fn staging_schema(contract: &Contract) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The Parquet files of input `table` below `root`, in path order (Hive-style folders included).
+pub async fn input_files(root: &Root, table: &str) -> Result<Vec<crate::storage::Listed>> {
+    Ok(root
+        .list(table)
+        .await?
+        .into_iter()
+        .filter(|l| l.path.ends_with(".parquet"))
+        .collect())
+}
+
 /// Read every Parquet file of one input.
 pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput> {
     let table = &contract.table;
-    let listing = root.list(table).await?;
-    let files: Vec<_> = listing
-        .into_iter()
-        .filter(|l| l.path.ends_with(".parquet"))
-        .collect();
+    let files = input_files(root, table).await?;
     if files.is_empty() {
         return Err(FlywheelError::input(
             table,

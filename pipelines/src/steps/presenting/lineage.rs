@@ -20,11 +20,11 @@ const PRODUCER: &str = concat!(
 const RUN_EVENT: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 
 /// Who the events are about.
-pub struct RunInfo<'a> {
-    pub run_id: &'a str,
-    pub as_of: &'a str,
-    pub input: &'a Root,
-    pub output: &'a Root,
+pub struct RunInfo {
+    pub run_id: String,
+    pub as_of: String,
+    pub input: Root,
+    pub output: Root,
 }
 
 /// How the run ended.
@@ -44,12 +44,11 @@ pub fn end(run: &RunInfo, at: &str, how: &End) -> Result<Value> {
         End::Complete(m) => event("COMPLETE", run, at, Some(*m)),
         End::Fail(error) => {
             let mut e = event("FAIL", run, at, None)?;
-            e["run"]["facets"]["errorMessage"] = json!({
-                "_producer": PRODUCER,
-                "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
-                "message": error,
-                "programmingLanguage": "Rust",
-            });
+            e["run"]["facets"]["errorMessage"] = facet(
+                "1-0-1",
+                "ErrorMessageRunFacet",
+                json!({ "message": error, "programmingLanguage": "Rust" }),
+            );
             Ok(e)
         }
     }
@@ -64,23 +63,19 @@ fn event(kind: &str, run: &RunInfo, at: &str, done: Option<&Manifest>) -> Result
         "producer": PRODUCER,
         "schemaURL": RUN_EVENT,
         "run": {
-            "runId": uuid(run.run_id),
-            "facets": { "nominalTime": {
-                "_producer": PRODUCER,
-                "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/NominalTimeRunFacet.json#/$defs/NominalTimeRunFacet",
+            "runId": uuid(&run.run_id),
+            "facets": { "nominalTime": facet("1-0-1", "NominalTimeRunFacet", json!({
                 "nominalStartTime": run.as_of,
-            }},
+            }))},
         },
         "job": {
             "namespace": "flywheel",
             "name": "nightly_run",
-            "facets": { "jobType": {
-                "_producer": PRODUCER,
-                "_schemaURL": "https://openlineage.io/spec/facets/2-0-3/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
+            "facets": { "jobType": facet("2-0-3", "JobTypeJobFacet", json!({
                 "processingType": "BATCH",
                 "integration": "FLYWHEEL",
                 "jobType": "JOB",
-            }},
+            }))},
         },
         "inputs": inputs,
         "outputs": outputs,
@@ -92,15 +87,13 @@ fn input_datasets(run: &RunInfo, done: Option<&Manifest>) -> Result<Vec<Value>> 
     let mut inputs = Vec::new();
     for name in contracts::inputs() {
         let c = contracts::contract(name)?;
-        let mut d = dataset(run.input, name, &c);
+        let mut d = dataset(&run.input, name, &c);
         if let Some(check) = done.and_then(|m| m.contract_checks.iter().find(|k| k.input == *name))
         {
-            d["inputFacets"] = json!({ "dataQualityMetrics": {
-                "_producer": PRODUCER,
-                "_schemaURL": "https://openlineage.io/spec/facets/1-0-2/DataQualityMetricsInputDatasetFacet.json#/$defs/DataQualityMetricsInputDatasetFacet",
+            d["inputFacets"] = json!({ "dataQualityMetrics": facet("1-0-2", "DataQualityMetricsInputDatasetFacet", json!({
                 "rowCount": check.rows,
                 "columnMetrics": {},
-            }});
+            }))});
         }
         inputs.push(d);
     }
@@ -123,7 +116,7 @@ fn output_datasets(run: &RunInfo, done: Option<&Manifest>) -> Result<Vec<Value>>
             vec![p.folder.clone()]
         };
         for folder in folders {
-            let mut d = dataset(run.output, &folder, &c);
+            let mut d = dataset(&run.output, &folder, &c);
             if let Some(m) = done {
                 let prefix = format!("{folder}/");
                 let rows: u64 = m
@@ -138,17 +131,24 @@ fn output_datasets(run: &RunInfo, done: Option<&Manifest>) -> Result<Vec<Value>>
                     .filter(|f| f.path.starts_with(&prefix))
                     .map(|f| f.bytes)
                     .sum();
-                d["outputFacets"] = json!({ "outputStatistics": {
-                    "_producer": PRODUCER,
-                    "_schemaURL": "https://openlineage.io/spec/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet",
+                d["outputFacets"] = json!({ "outputStatistics": facet("1-0-2", "OutputStatisticsOutputDatasetFacet", json!({
                     "rowCount": rows,
                     "size": size,
-                }});
+                }))});
             }
             outputs.push(d);
         }
     }
     Ok(outputs)
+}
+
+/// A facet: `body` with the `_producer` and the `_schemaURL` of facet `name` at spec `version`.
+fn facet(version: &str, name: &str, mut body: Value) -> Value {
+    body["_producer"] = json!(PRODUCER);
+    body["_schemaURL"] = json!(format!(
+        "https://openlineage.io/spec/facets/{version}/{name}.json#/$defs/{name}"
+    ));
+    body
 }
 
 /// A dataset: the folder `rel` of `root`, named as OpenLineage names files and objects
@@ -164,11 +164,9 @@ fn dataset(root: &Root, rel: &str, c: &Contract) -> Value {
     json!({
         "namespace": namespace,
         "name": name,
-        "facets": { "schema": {
-            "_producer": PRODUCER,
-            "_schemaURL": "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet",
+        "facets": { "schema": facet("1-1-1", "SchemaDatasetFacet", json!({
             "fields": fields,
-        }},
+        }))},
     })
 }
 

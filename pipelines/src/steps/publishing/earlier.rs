@@ -30,11 +30,7 @@ pub async fn previous_list(
         if !rel.ends_with(".parquet") {
             continue;
         }
-        let Some(day) = rel
-            .split('/')
-            .find_map(|p| p.strip_prefix(key.as_str()))
-            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        else {
+        let Some(day) = partition_day(&rel, &key) else {
             continue;
         };
         let age = date.days_since(day);
@@ -61,12 +57,8 @@ fn list_rows(
     schema: &SchemaRef,
     days: i32,
 ) -> std::result::Result<Vec<RecordBatch>, String> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
     let mut out = Vec::new();
-    for b in reader {
-        let b = b.map_err(|e| format!("a row group cannot be read ({e})"))?;
+    for b in parquet_batches(bytes)? {
         let ids = b
             .column_by_name("customer_id")
             .ok_or_else(|| "it has no customer_id column".to_string())?;
@@ -103,11 +95,7 @@ pub async fn earlier_kpis(output: &Root, date: &RunDate, max_dates: usize) -> Re
     let mut files = Vec::new();
     for source in ["referral_kpis", "lifecycle_health"] {
         for listed in output.list(&format!("{source}/")).await? {
-            let day = listed
-                .path
-                .split('/')
-                .find_map(|p| p.strip_prefix("dt="))
-                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            let day = partition_day(&listed.path, "dt=");
             if let Some(day) = day.filter(|d| date.days_since(*d) > 0) {
                 if listed.path.ends_with(".parquet") {
                     files.push((day, source, listed.path));
@@ -144,12 +132,8 @@ fn kpi_rows(
     source: &str,
     days: i32,
 ) -> std::result::Result<Vec<RecordBatch>, String> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
     let mut out = Vec::new();
-    for b in reader {
-        let b = b.map_err(|e| format!("a row group cannot be read ({e})"))?;
+    for b in parquet_batches(bytes)? {
         let n = b.num_rows();
         let mut columns: Vec<arrow::array::ArrayRef> = vec![
             Arc::new(StringArray::from(vec![source; n])),
@@ -164,4 +148,21 @@ fn kpi_rows(
         out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?);
     }
     Ok(out)
+}
+
+/// Every batch of a Parquet file flywheel published, or what is wrong with it.
+fn parquet_batches(bytes: bytes::Bytes) -> std::result::Result<Vec<RecordBatch>, String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
+    reader
+        .map(|b| b.map_err(|e| format!("a row group cannot be read ({e})")))
+        .collect()
+}
+
+/// The run date of a published file from its `<key>YYYY-MM-DD` folder (`key`: e.g. `dt=`).
+fn partition_day(path: &str, key: &str) -> Option<chrono::NaiveDate> {
+    path.split('/')
+        .find_map(|p| p.strip_prefix(key))
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
 }

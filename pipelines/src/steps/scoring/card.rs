@@ -58,7 +58,11 @@ pub fn markdown(target: Target, f: &ModelFile) -> String {
     let _ = writeln!(
         s,
         "Columns of `customer_features` (as `sql/customer_features.sql` computes them at the run date): {}.",
-        features(f).join(", ")
+        super::target::model_features(&f.model)
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(s, "\n## Known limits\n");
     for limit in limits(target, f) {
@@ -148,17 +152,6 @@ fn strongest(f: &ModelFile, n: usize) -> Vec<String> {
             };
             format!("{what} {effect} (coefficient {c:+.4})")
         })
-        .collect()
-}
-
-/// The feature columns the model reads.
-fn features(f: &ModelFile) -> Vec<String> {
-    let p = &f.model.preprocessor;
-    p.numeric
-        .iter()
-        .map(|c| format!("`{}`", c.name))
-        .chain(p.boolean.iter().map(|c| format!("`{c}`")))
-        .chain(p.categorical.iter().map(|c| format!("`{}`", c.name)))
         .collect()
 }
 

@@ -6,10 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
-    StringArray,
-};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use flywheel_models::drift::{column_values, reading, Value};
 use flywheel_models::ModelFile;
 use serde::Serialize;
@@ -18,7 +15,7 @@ use tracing::warn;
 use super::target::Target;
 use super::train::SCORE_VARIABLE;
 use crate::engine::Table;
-use crate::error::{FlywheelError, Result};
+use crate::error::Result;
 
 /// The published table of the drift figures.
 pub const DRIFT: &str = "model_drift";
@@ -53,7 +50,12 @@ pub fn measure(
             );
             continue;
         }
-        let mask = population(features, *target)?;
+        let mask: Vec<bool> = features
+            .batches
+            .iter()
+            .map(|b| target.population(b))
+            .collect::<Result<Vec<_>>>()?
+            .concat();
         let rows = mask.iter().filter(|m| **m).count() as i64;
         let score_column = match target {
             Target::Refer => "p_refer",
@@ -92,29 +94,6 @@ pub fn measure(
                 bins: reference.shares.len() as i32,
                 rows,
             });
-        }
-    }
-    Ok(out)
-}
-
-/// Which rows of customer_features are in the model's population.
-fn population(features: &Table, target: Target) -> Result<Vec<bool>> {
-    let mut out = Vec::new();
-    for b in &features.batches {
-        let column = |name: &str| {
-            b.column_by_name(name).ok_or_else(|| {
-                FlywheelError::internal(format!("customer_features has no column {name}"))
-            })
-        };
-        match target {
-            Target::Refer => {
-                let d: &BooleanArray = column("delivered")?.as_boolean();
-                out.extend((0..d.len()).map(|i| d.is_valid(i) && d.value(i)));
-            }
-            Target::Churn => {
-                let v = column("visits_365d")?.as_primitive::<arrow::datatypes::Int32Type>();
-                out.extend((0..v.len()).map(|i| v.is_valid(i) && v.value(i) > 0));
-            }
         }
     }
     Ok(out)

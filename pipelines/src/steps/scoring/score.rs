@@ -94,7 +94,7 @@ fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<
         })
     };
     let id = column("customer_id")?.as_string::<i32>();
-    let active = column("visits_365d")?.as_primitive::<arrow::datatypes::Int32Type>();
+    let churn_population = Target::Churn.population(b)?;
     let n = b.num_rows();
     let mut part = ScoredPart {
         ids: Vec::with_capacity(n),
@@ -108,9 +108,7 @@ fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<
         part.p_refer.push(refer.as_ref().map(|s| s[i].p));
         part.refer_reasons
             .push(refer.as_ref().map(|s| reasons(&s[i], &described, i)));
-        // The churn population: customers with a visit in W (domain.md, Scores).
-        let in_population = active.value(i) > 0;
-        let churn = churn.as_ref().filter(|_| in_population);
+        let churn = churn.as_ref().filter(|_| churn_population[i]);
         part.p_churn.push(churn.map(|s| s[i].p));
         part.churn_reasons
             .push(churn.map(|s| reasons(&s[i], &described, i)));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use arrow::array::{Array, AsArray, RecordBatch};
 use flywheel_models::FeatureSpec;
 
 use crate::config::Config;
@@ -44,6 +45,29 @@ impl Target {
         }
     }
 
+    /// Which rows of a customer_features batch are in the target's population (domain.md,
+    /// Scores): refer, delivered customers (its training population; every customer is scored);
+    /// churn, customers with a visit in the last 365 days (the only ones with a p_churn).
+    pub fn population(&self, b: &RecordBatch) -> Result<Vec<bool>> {
+        let column = |name: &str| {
+            b.column_by_name(name).ok_or_else(|| {
+                FlywheelError::internal(format!("customer_features has no column {name}"))
+            })
+        };
+        Ok(match self {
+            Target::Refer => {
+                let d = column("delivered")?.as_boolean();
+                (0..d.len()).map(|i| d.is_valid(i) && d.value(i)).collect()
+            }
+            Target::Churn => {
+                let v = column("visits_365d")?.as_primitive::<arrow::datatypes::Int32Type>();
+                (0..v.len())
+                    .map(|i| v.is_valid(i) && v.value(i) > 0)
+                    .collect()
+            }
+        })
+    }
+
     /// The training-set job of the target (`sql/train_labels_<target>.sql`).
     pub fn labels_job(&self) -> String {
         format!("train_labels_{}", self.name())
@@ -82,6 +106,17 @@ pub fn feature_spec() -> FeatureSpec {
         boolean: s(&["community_member", "acquired_by_referral"]),
         categorical: s(&["segment", "vehicle_model"]),
     }
+}
+
+/// The feature columns a model reads, in its preprocessor's order.
+pub fn model_features(model: &flywheel_models::Model) -> Vec<String> {
+    let p = &model.preprocessor;
+    p.numeric
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(p.boolean.iter().cloned())
+        .chain(p.categorical.iter().map(|c| c.name.clone()))
+        .collect()
 }
 
 /// A short fingerprint of the input files (paths, sizes, rows), recorded in every model.

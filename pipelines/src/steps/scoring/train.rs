@@ -176,7 +176,7 @@ fn drift_reference(
 ) -> Result<Vec<flywheel_models::drift::Reference>> {
     use flywheel_models::drift::{column_values, reference_of, Reference};
     let mut out = Vec::new();
-    for name in model_features(model) {
+    for name in super::target::model_features(model) {
         out.push(reference_of(&name, &column_values(batches, &name)?));
     }
     let p = model.predict(&design(&model.preprocessor, batches)?);
@@ -187,17 +187,6 @@ fn drift_reference(
 
 /// The name the score goes by in the drift figures.
 pub const SCORE_VARIABLE: &str = "score";
-
-/// The feature columns a model reads, in its preprocessor's order.
-pub fn model_features(model: &flywheel_models::Model) -> Vec<String> {
-    let p = &model.preprocessor;
-    p.numeric
-        .iter()
-        .map(|c| c.name.clone())
-        .chain(p.boolean.iter().cloned())
-        .chain(p.categorical.iter().map(|c| c.name.clone()))
-        .collect()
-}
 
 /// linfa's gradient is a sum over rows: the tolerance is per row (1e-4) times the rows.
 fn settings(cfg: &Config, rows: usize) -> FitSettings {
