@@ -1,7 +1,7 @@
 -- lifecycle_health
 -- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and AARRR stage KPI
 --           (domain.md, "Lifecycle health", seed 004).
--- Inputs:   int_scopes, customer_features, visits, nps_responses.
+-- Inputs:   int_scopes, customer_features, visits, nps_responses, int_kpi_bands.
 -- Contract: data-contracts/lifecycle_health.odcs.yaml
 -- Output:   lifecycle_health/dt=D/
 -- Rules:    bands excellent / good / pass / danger, compared exactly (ratios in integers, NPS on
@@ -85,17 +85,22 @@ counts AS (
     LEFT JOIN customer_counts c ON c.scope = s.scope
     LEFT JOIN nps_counts n ON n.scope = s.scope
 ),
--- Edges: ratios in hundredths, NPS in points.
+-- The measures of each KPI; sql/int_kpi_bands.sql gives its position, kind and band edges.
+measures AS (
+    SELECT scope, 'acquisition_visit_rate' AS kpi, delivered_active AS numerator, delivered AS denominator FROM counts
+    UNION ALL
+    SELECT scope, 'activation_nps', net_promoters, responses FROM counts
+    UNION ALL
+    SELECT scope, 'retention_rate', retained, active FROM counts
+    UNION ALL
+    SELECT scope, 'value_added_penetration', value_added, active FROM counts
+    UNION ALL
+    SELECT scope, 'referral_rate', referring, active FROM counts
+),
 kpis AS (
-    SELECT scope, 1 AS pos, 'acquisition_visit_rate' AS kpi, delivered_active AS numerator, delivered AS denominator, 'ratio' AS kind, 40 AS excellent, 30 AS good, 20 AS pass FROM counts
-    UNION ALL
-    SELECT scope, 2, 'activation_nps', net_promoters, responses, 'nps', 85, 75, 65 FROM counts
-    UNION ALL
-    SELECT scope, 3, 'retention_rate', retained, active, 'ratio', 70, 60, 50 FROM counts
-    UNION ALL
-    SELECT scope, 4, 'value_added_penetration', value_added, active, 'ratio', 30, 20, 10 FROM counts
-    UNION ALL
-    SELECT scope, 5, 'referral_rate', referring, active, 'ratio', 20, 15, 10 FROM counts
+    SELECT m.scope, b.pos, m.kpi, m.numerator, m.denominator, b.kind, b.excellent, b.good, b.pass
+    FROM measures m
+    JOIN int_kpi_bands b ON b.source = 'lifecycle_health' AND b.kpi = m.kpi
 ),
 valued AS (
     SELECT *,

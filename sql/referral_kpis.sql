@@ -1,7 +1,7 @@
 -- referral_kpis
 -- Grain:    one row per run date, scope (`network` or a CRM service_center_id) and KPI of the
 --           referral dashboard (domain.md, "KPI tables", seed 000).
--- Inputs:   int_scopes, customer_features, int_referrals, nps_responses.
+-- Inputs:   int_scopes, customer_features, int_referrals, nps_responses, int_kpi_bands.
 -- Contract: data-contracts/referral_kpis.odcs.yaml
 -- Output:   referral_kpis/dt=D/
 -- Rules:    customers count in their home center; a referral in its referrer's home center (a
@@ -103,23 +103,28 @@ counts AS (
     LEFT JOIN referral_counts r ON r.scope = s.scope
     LEFT JOIN nps_counts n ON n.scope = s.scope
 ),
--- kind: 'ratio' (edges in hundredths) or 'nps' (edges in NPS points); no edges: no band.
+-- The measures of each KPI; sql/int_kpi_bands.sql gives its position, kind and band edges.
+measures AS (
+    SELECT scope, 'referral_rate' AS kpi, active_referrers AS numerator, active AS denominator FROM counts
+    UNION ALL
+    SELECT scope, 'referrals_per_referrer', conversions_w, converting_referrers_w FROM counts
+    UNION ALL
+    SELECT scope, 'referral_conversion_rate', matured_converted, matured_referrals FROM counts
+    UNION ALL
+    SELECT scope, 'referred_nps', net_promoters, responses FROM counts
+    UNION ALL
+    SELECT scope, 'second_generation_rate', active_referred_referrers, active_referred FROM counts
+    UNION ALL
+    SELECT scope, 'participation_rate', active_sharers, active FROM counts
+    UNION ALL
+    SELECT scope, 'reward_fulfillment_rate', rewards_on_time, rewards_due FROM counts
+    UNION ALL
+    SELECT scope, 'k_factor', conversions_w, active FROM counts
+),
 kpis AS (
-    SELECT scope, 1 AS pos, 'referral_rate' AS kpi, active_referrers AS numerator, active AS denominator, 'ratio' AS kind, 30 AS excellent, 15 AS qualified FROM counts
-    UNION ALL
-    SELECT scope, 2, 'referrals_per_referrer', conversions_w, converting_referrers_w, 'ratio', 300, 150 FROM counts
-    UNION ALL
-    SELECT scope, 3, 'referral_conversion_rate', matured_converted, matured_referrals, 'ratio', 80, 60 FROM counts
-    UNION ALL
-    SELECT scope, 4, 'referred_nps', net_promoters, responses, 'nps', 85, 75 FROM counts
-    UNION ALL
-    SELECT scope, 5, 'second_generation_rate', active_referred_referrers, active_referred, 'ratio', 25, 15 FROM counts
-    UNION ALL
-    SELECT scope, 6, 'participation_rate', active_sharers, active, 'ratio', 30, 15 FROM counts
-    UNION ALL
-    SELECT scope, 7, 'reward_fulfillment_rate', rewards_on_time, rewards_due, 'ratio', 95, 80 FROM counts
-    UNION ALL
-    SELECT scope, 8, 'k_factor', conversions_w, active, 'ratio', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT) FROM counts
+    SELECT m.scope, b.pos, m.kpi, m.numerator, m.denominator, b.kind, b.excellent, b.qualified
+    FROM measures m
+    JOIN int_kpi_bands b ON b.source = 'referral_kpis' AND b.kpi = m.kpi
 ),
 valued AS (
     SELECT *,

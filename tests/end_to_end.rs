@@ -1340,9 +1340,11 @@ fn a_backfill_equals_single_date_runs_and_skips_what_is_done() {
                 .as_u64()
                 .unwrap()
         };
-        let per_date = rows("referral_kpis") + rows("lifecycle_health");
+        // Each point date: every KPI row, and listed / entered / left of the two lists.
+        let per_date = rows("referral_kpis") + rows("lifecycle_health") + 2 * 3;
         assert_eq!(rows("kpi_trends"), (k as u64 + 1) * per_date, "{d}");
     }
+    the_last_report_shows_trends_and_changes(&filled, &dates);
     // Done dates are skipped; --force reruns them.
     let text = ok(&backfill(&filled, &[], &[]));
     assert_eq!(
@@ -1375,6 +1377,111 @@ fn a_backfill_equals_single_date_runs_and_skips_what_is_done() {
         stdout.starts_with(&format!("{} failed", dates[0])),
         "{stdout}"
     );
+}
+
+/// The report of the last date of a backfill, rendered in headless Chromium: every network KPI
+/// of both KPI tables has a sparkline with one point per run date carrying that date's published
+/// value, and band-edge lines; "since the previous run" shows each KPI's change equal to the
+/// difference of the two dates' tables, and each list's entries and exits equal to the
+/// differences of the two dates' CRM exports.
+fn the_last_report_shows_trends_and_changes(out: &Path, dates: &[&str]) {
+    let (previous, last) = (dates[dates.len() - 2], dates[dates.len() - 1]);
+    let page = out.join(format!("reports/dt={last}/index.html"));
+    let r = tools::render_page(&page, None);
+    assert!(r.console.is_empty(), "console messages: {:?}", r.console);
+    let value_of = |table: &str, date: &str| -> BTreeMap<String, Option<f64>> {
+        tokio_rows(
+            out,
+            &format!("{table}/dt={date}"),
+            &["scope", "kpi", "value"],
+        )
+        .iter()
+        .filter_map(|row| row.strip_prefix("network,"))
+        .map(|row| {
+            let (kpi, v) = row.split_once(',').unwrap();
+            (kpi.to_string(), v.parse::<f64>().ok())
+        })
+        .collect()
+    };
+    let point =
+        regex::Regex::new(r#"<circle class="point" data-date="([^"]+)" data-value="([^"]*)""#)
+            .unwrap();
+    let mut charts = 0;
+    for table in ["referral_kpis", "lifecycle_health"] {
+        let per_date: Vec<BTreeMap<String, Option<f64>>> =
+            dates.iter().map(|d| value_of(table, d)).collect();
+        for kpi in per_date[dates.len() - 1].keys() {
+            let start = r
+                .dom
+                .find(&format!("data-spark=\"{table}:{kpi}\""))
+                .unwrap_or_else(|| panic!("no sparkline for {table}.{kpi}"));
+            let svg = &r.dom[start..start + r.dom[start..].find("</svg>").unwrap()];
+            let points: Vec<(String, String)> = point
+                .captures_iter(svg)
+                .map(|c| (c[1].to_string(), c[2].to_string()))
+                .collect();
+            let want: Vec<String> = dates.iter().map(|d| d.to_string()).collect();
+            let got: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
+            assert_eq!(got, want, "{table}.{kpi}: one point per run date");
+            for ((_, raw), values) in points.iter().zip(&per_date) {
+                assert_eq!(raw.parse::<f64>().ok(), values[kpi], "{table}.{kpi}");
+            }
+            if kpi != "k_factor" {
+                assert!(
+                    svg.contains(r#"<line class="edge" data-band="excellent""#),
+                    "{table}.{kpi}"
+                );
+            }
+            // The change since the previous run is the difference of the two tables.
+            let row = regex::Regex::new(&format!(
+                r#"data-delta-table="{table}" data-kpi="{kpi}" data-change="([^"]*)""#
+            ))
+            .unwrap();
+            let shown = &row
+                .captures(&r.dom)
+                .unwrap_or_else(|| panic!("no change row for {table}.{kpi}"))[1];
+            let before = value_of(table, previous)[kpi];
+            let now = per_date[dates.len() - 1][kpi];
+            let expected = before.zip(now).map(|(b, n)| n - b);
+            assert_eq!(shown.parse::<f64>().ok(), expected, "{table}.{kpi}");
+            charts += 1;
+        }
+    }
+    assert_eq!(charts, 13, "every network KPI of both tables has a chart");
+    // Entries and exits of each list: the differences of the two dates' CRM exports.
+    for list in ["ambassador_candidates", "churn_alerts"] {
+        let ids = |date: &str| -> std::collections::BTreeSet<String> {
+            let csv =
+                std::fs::read_to_string(out.join(format!("exports/{list}/dt={date}/{list}.csv")))
+                    .unwrap();
+            csv.lines()
+                .skip(1)
+                .map(|l| l.split(',').nth(1).unwrap().to_string())
+                .collect()
+        };
+        let (before, now) = (ids(previous), ids(last));
+        let moves = regex::Regex::new(&format!(
+            r#"data-list-moves="{list}">.*?data-listed="(\d+)".*?data-entered="(\d+)".*?data-left="(\d+)""#
+        ))
+        .unwrap();
+        let c = moves
+            .captures(&r.dom)
+            .unwrap_or_else(|| panic!("no list moves for {list}"));
+        assert_eq!(c[1].parse::<usize>().unwrap(), now.len(), "{list} listed");
+        assert_eq!(
+            c[2].parse::<usize>().unwrap(),
+            now.difference(&before).count(),
+            "{list} entered"
+        );
+        assert_eq!(
+            c[3].parse::<usize>().unwrap(),
+            before.difference(&now).count(),
+            "{list} left"
+        );
+    }
+    assert!(r
+        .dom
+        .contains(&format!(r#"data-previous-date="{previous}""#)));
 }
 
 /// Drift: each run publishes `model_drift` (PSI of every feature and score against the

@@ -427,15 +427,17 @@ async fn compute(
 ) -> Result<(BTreeMap<String, Table>, Vec<scoring::drift::Drift>)> {
     let p = params(cfg, run_date);
     let jobs = catalog::nightly_jobs()?;
-    let (late, early): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.needs_scores());
+    let (early, late) = catalog::split_at_scores(jobs);
     let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
-    let release = Release::plan(&ordered, contracts::inputs(), &[GENERATIONS]);
+    let release = Release::plan(
+        &ordered,
+        contracts::inputs(),
+        &[GENERATIONS, catalog::KPI_BANDS],
+    );
     let mut tables = BTreeMap::new();
     let t = stages.start();
-    earlier::earlier_kpis(output, run_date, catalog::TREND_DATES)
-        .await?
-        .register(ctx, catalog::EARLIER_KPIS)?;
-    stages.done("earlier_kpis", t);
+    register_earlier_points(ctx, output, run_date).await?;
+    stages.done("earlier_points", t);
     run_jobs(ctx, &early, &p, stages, &mut tables, &release).await?;
 
     let t = stages.start();
@@ -457,6 +459,30 @@ async fn compute(
     stages.done("previous_lists", t);
     run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
     Ok((tables, drift))
+}
+
+/// Register what `kpi_trends` reads of the earlier run dates found in the output (at most
+/// `catalog::TREND_DATES`): their KPI rows (`earlier_kpis`) and list members (`earlier_lists`).
+async fn register_earlier_points(
+    ctx: &SessionContext,
+    output: &Root,
+    run_date: &RunDate,
+) -> Result<()> {
+    let days = earlier::earlier_run_dates(output, run_date, catalog::TREND_DATES).await?;
+    earlier::earlier_kpis(output, &days)
+        .await?
+        .register(ctx, catalog::EARLIER_KPIS)?;
+    let contracts = contracts::published()?;
+    let lists: Vec<(&str, &contracts::Publication)> = contracts
+        .iter()
+        .filter_map(|c| match &c.role {
+            Role::Published(p) if p.cooldown_setting.is_some() => Some((c.table.as_str(), p)),
+            _ => None,
+        })
+        .collect();
+    earlier::earlier_lists(output, &lists, &days)
+        .await?
+        .register(ctx, catalog::EARLIER_LISTS)
 }
 
 /// Register `previous_<list>` for every list with a cooldown: its rows of earlier run dates

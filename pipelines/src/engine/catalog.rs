@@ -51,18 +51,20 @@ impl Job {
     pub fn publish(&self) -> bool {
         self.layer == Layer::Published
     }
-
-    /// Whether the job needs the scores (and so runs after the scoring step).
-    pub fn needs_scores(&self) -> bool {
-        self.reads.contains(SCORES)
-    }
 }
+
+/// The band edges of the KPI tables (`sql/int_kpi_bands.sql`), which the report draws too.
+pub const KPI_BANDS: &str = "int_kpi_bands";
 
 /// The table the scoring step provides.
 pub const SCORES: &str = "customer_scores";
 
 /// The KPI rows of earlier run dates, read back from the output for `sql/kpi_trends.sql`.
 pub const EARLIER_KPIS: &str = "earlier_kpis";
+
+/// The members of the lists of earlier run dates, read back from the output for
+/// `sql/kpi_trends.sql`.
+pub const EARLIER_LISTS: &str = "earlier_lists";
 
 /// How many earlier run dates `kpi_trends` shows beside the run's own (12 points in all).
 pub const TREND_DATES: usize = 11;
@@ -74,9 +76,9 @@ pub fn previous(list: &str) -> String {
 
 /// Tables that Rust steps provide: published tables not built by SQL (the scores; the rejects
 /// are not read by any job), `previous_<list>` for every list with a cooldown, and the KPI rows
-/// of earlier run dates.
+/// and list members of earlier run dates.
 pub fn rust_tables() -> Result<Vec<String>> {
-    let mut out = vec![EARLIER_KPIS.to_string()];
+    let mut out = vec![EARLIER_KPIS.to_string(), EARLIER_LISTS.to_string()];
     for c in contracts::published()? {
         if let Role::Published(p) = &c.role {
             if p.producer == "scoring" {
@@ -88,6 +90,22 @@ pub fn rust_tables() -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// `jobs` (in run order) split into those that run before the scoring step and those that need
+/// the scores, directly or through a table computed from them; each part keeps the run order.
+pub fn split_at_scores(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut after_scores: BTreeSet<String> = BTreeSet::from([SCORES.to_string()]);
+    let (mut early, mut late) = (Vec::new(), Vec::new());
+    for job in jobs {
+        if job.reads.iter().any(|t| after_scores.contains(t)) {
+            after_scores.insert(job.name.clone());
+            late.push(job);
+        } else {
+            early.push(job);
+        }
+    }
+    (early, late)
 }
 
 /// The jobs of the nightly run (intermediate and published), each after the tables it reads.
@@ -282,6 +300,7 @@ mod tests {
             rust_tables().unwrap(),
             [
                 "earlier_kpis",
+                "earlier_lists",
                 "previous_ambassador_candidates",
                 "previous_churn_alerts",
                 "customer_scores",

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use arrow::array::{Array, AsArray};
 
-use super::report::{cell, rows};
+use super::page::{cell, rows};
 use crate::engine::Table;
 use crate::steps::publishing::Manifest;
 

@@ -4,5 +4,7 @@
 
 pub mod lineage;
 pub mod metrics;
+pub mod page;
 pub mod report;
 pub mod summary;
+pub mod trends;

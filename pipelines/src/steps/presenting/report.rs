@@ -1,7 +1,8 @@
 //! The morning report: `reports/dt=D/index.html`, one self-contained page (inline CSS and SVG, no
 //! script, no external resource) for managers: the referral dashboard and lifecycle health with
 //! their bands, the AARRR and channel funnels as charts, the champion models' quality (ROC curve,
-//! calibration, lift) and the list sizes per center.
+//! calibration, lift), what changed since the previous run and each KPI's trend (see
+//! [`super::trends`]), the models' drift and the list sizes per center.
 //!
 //! Everything on the page comes from the tables of the run and the champion model files, so the
 //! same run gives the same bytes: locations, clock times and the scorer's notes (which depend on the
@@ -12,13 +13,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type};
 use flywheel_models::Metrics;
 
 use crate::engine::Table;
 use crate::steps::ingest::InputCheck;
 use crate::steps::scoring::ModelFile;
+
+use super::page::{band_badge, cell, count, display_value, esc, float, label, rows};
+use super::trends;
 
 /// What the report is made of.
 pub struct ReportInput<'a> {
@@ -46,48 +48,6 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .scroll{overflow-x:auto}.muted{color:#5b6270;font-size:13px}
 svg text{font-family:inherit;font-size:11px;fill:#1d2330}
 "#;
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A cell of a table as text (None when null or when the column is absent).
-pub(crate) fn cell(b: &RecordBatch, col: &str, i: usize) -> Option<String> {
-    let c = b.column_by_name(col)?;
-    if c.is_null(i) {
-        return None;
-    }
-    arrow::compute::cast(&c.slice(i, 1), &DataType::Utf8)
-        .ok()
-        .map(|a| a.as_string::<i32>().value(0).to_string())
-}
-
-fn float(b: &RecordBatch, col: &str, i: usize) -> Option<f64> {
-    let c = b.column_by_name(col)?;
-    if c.is_null(i) {
-        return None;
-    }
-    let c = arrow::compute::cast(&c.slice(i, 1), &DataType::Float64).ok()?;
-    Some(c.as_primitive::<Float64Type>().value(0))
-}
-
-/// Every (batch, row) of a table, in order; nothing for a missing table.
-pub(crate) fn rows(t: Option<&Table>) -> impl Iterator<Item = (&RecordBatch, usize)> {
-    t.into_iter()
-        .flat_map(|t| t.batches.iter())
-        .flat_map(|b| (0..b.num_rows()).map(move |i| (b, i)))
-}
 
 /// Ambassador candidates and churn alerts per home center (the summary and the report).
 pub(crate) fn list_sizes_per_center(
@@ -130,35 +90,6 @@ fn kpis(t: Option<&Table>) -> Vec<Kpi> {
             band: cell(b, "band", i),
         })
         .collect()
-}
-
-/// How a KPI value is shown: NPS on its own scale with one decimal, ratios with three.
-pub fn display_value(kpi: &str, value: Option<f64>) -> String {
-    match value {
-        None => "–".into(),
-        Some(v) if kpi.ends_with("nps") => format!("{v:.1}"),
-        Some(v) => format!("{v:.3}"),
-    }
-}
-
-fn label(id: &str) -> String {
-    let s = id.replace('_', " ");
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => s,
-    }
-}
-
-fn band_badge(band: Option<&str>) -> String {
-    match band {
-        Some(b) => format!(r#"<span class="band b-{0}">{0}</span>"#, esc(b)),
-        None => r#"<span class="band b-none">no band</span>"#.into(),
-    }
-}
-
-fn count(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into())
 }
 
 /// Network cards and a per-center matrix for one long KPI table.
@@ -495,6 +426,8 @@ pub fn html(r: &ReportInput) -> String {
     channel_funnel(&mut out, r);
     out.push_str("</div></section>");
     model_section(&mut out, r.champions);
+    trends::since_previous_section(&mut out, r.tables);
+    trends::trends_section(&mut out, r.tables);
     drift_section(&mut out, r.tables.get("model_drift"));
     lists_section(&mut out, r);
     out.push_str("</tbody></table></section></main></body></html>\n");

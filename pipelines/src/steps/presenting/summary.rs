@@ -7,7 +7,8 @@ use std::fmt::Write;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 
-use super::report::{cell, list_sizes_per_center, rows};
+use super::page::{cell, rows};
+use super::report::list_sizes_per_center;
 use crate::engine::Table;
 use crate::steps::publishing::Manifest;
 

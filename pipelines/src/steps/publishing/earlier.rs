@@ -80,10 +80,37 @@ fn list_rows(
     Ok(out)
 }
 
-/// The rows of `referral_kpis` and `lifecycle_health` of the latest `max_dates` earlier run dates
-/// found in the output (dates before `date`), as a table (source, dt, scope, kpi, value, band):
-/// what `sql/kpi_trends.sql` reads as `earlier_kpis`.
-pub async fn earlier_kpis(output: &Root, date: &RunDate, max_dates: usize) -> Result<Table> {
+/// The latest `max_dates` run dates before `date` found in the output (dates with a
+/// `referral_kpis` or `lifecycle_health` file), oldest first: the earlier points of the trends.
+pub async fn earlier_run_dates(
+    output: &Root,
+    date: &RunDate,
+    max_dates: usize,
+) -> Result<Vec<chrono::NaiveDate>> {
+    let mut days = Vec::new();
+    for source in KPI_SOURCES {
+        for listed in output.list(&format!("{source}/")).await? {
+            let day = partition_day(&listed.path, "dt=");
+            if let Some(day) = day.filter(|d| date.days_since(*d) > 0) {
+                if listed.path.ends_with(".parquet") {
+                    days.push(day);
+                }
+            }
+        }
+    }
+    days.sort();
+    days.dedup();
+    let keep = days.len().saturating_sub(max_dates);
+    Ok(days.split_off(keep))
+}
+
+/// The KPI tables whose rows the trends follow.
+const KPI_SOURCES: [&str; 2] = ["referral_kpis", "lifecycle_health"];
+
+/// The rows of `referral_kpis` and `lifecycle_health` of the run dates `days` (see
+/// [`earlier_run_dates`]), as a table (source, dt, scope, kpi, value, band): what
+/// `sql/kpi_trends.sql` reads as `earlier_kpis`.
+pub async fn earlier_kpis(output: &Root, days: &[chrono::NaiveDate]) -> Result<Table> {
     let schema: SchemaRef = Arc::new(Schema::new(vec![
         Field::new("source", DataType::Utf8, false),
         Field::new("dt", DataType::Date32, false),
@@ -92,24 +119,8 @@ pub async fn earlier_kpis(output: &Root, date: &RunDate, max_dates: usize) -> Re
         Field::new("value", DataType::Float64, true),
         Field::new("band", DataType::Utf8, true),
     ]));
-    let mut files = Vec::new();
-    for source in ["referral_kpis", "lifecycle_health"] {
-        for listed in output.list(&format!("{source}/")).await? {
-            let day = partition_day(&listed.path, "dt=");
-            if let Some(day) = day.filter(|d| date.days_since(*d) > 0) {
-                if listed.path.ends_with(".parquet") {
-                    files.push((day, source, listed.path));
-                }
-            }
-        }
-    }
-    let mut days: Vec<chrono::NaiveDate> = files.iter().map(|(d, _, _)| *d).collect();
-    days.sort();
-    days.dedup();
-    let keep: Vec<_> = days.into_iter().rev().take(max_dates).collect();
-    files.sort();
     let mut batches = Vec::new();
-    for (day, source, rel) in files.into_iter().filter(|(d, _, _)| keep.contains(d)) {
+    for (day, source, rel) in files_of_days(output, &KPI_SOURCES, days).await? {
         let Some(bytes) = output.get(&rel).await? else {
             continue;
         };
@@ -123,6 +134,71 @@ pub async fn earlier_kpis(output: &Root, date: &RunDate, max_dates: usize) -> Re
         batches.extend(rows);
     }
     Ok(Table { schema, batches })
+}
+
+/// The customers on each list of `lists` (published as each publication says) on the run dates
+/// `days`, as a table (list, dt, customer_id): what `sql/kpi_trends.sql` reads as
+/// `earlier_lists` to count who entered and left each list.
+pub async fn earlier_lists(
+    output: &Root,
+    lists: &[(&str, &Publication)],
+    days: &[chrono::NaiveDate],
+) -> Result<Table> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("list", DataType::Utf8, false),
+        Field::new("dt", DataType::Date32, false),
+        Field::new("customer_id", DataType::Utf8, false),
+    ]));
+    let id_schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("dt", DataType::Date32, false),
+    ]));
+    let mut batches = Vec::new();
+    for (list, publication) in lists {
+        let folders = [publication.folder.as_str()];
+        for (day, _, rel) in files_of_days(output, &folders, days).await? {
+            let Some(bytes) = output.get(&rel).await? else {
+                continue;
+            };
+            let epoch = RunDate::epoch_days_of(day) as i32;
+            let rows = list_rows(bytes, &id_schema, epoch).map_err(|problem| {
+                FlywheelError::EarlierOutput {
+                    path: output.display(&rel),
+                    problem,
+                }
+            })?;
+            for b in rows {
+                let name: arrow::array::ArrayRef =
+                    Arc::new(StringArray::from(vec![*list; b.num_rows()]));
+                let columns = vec![name, b.column(1).clone(), b.column(0).clone()];
+                batches.push(
+                    RecordBatch::try_new(schema.clone(), columns)
+                        .map_err(|e| FlywheelError::internal(e.to_string()))?,
+                );
+            }
+        }
+    }
+    Ok(Table { schema, batches })
+}
+
+/// The Parquet files of `folders` in the `dt=` partitions of `days`, in a fixed order
+/// (day, folder, path) so a run reads them, and so registers their rows, the same way each time.
+async fn files_of_days<'a>(
+    output: &Root,
+    folders: &[&'a str],
+    days: &[chrono::NaiveDate],
+) -> Result<Vec<(chrono::NaiveDate, &'a str, String)>> {
+    let mut files = Vec::new();
+    for folder in folders {
+        for listed in output.list(&format!("{folder}/")).await? {
+            let day = partition_day(&listed.path, "dt=").filter(|d| days.contains(d));
+            if let Some(day) = day.filter(|_| listed.path.ends_with(".parquet")) {
+                files.push((day, *folder, listed.path));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The KPI rows of one published KPI file, with its source table and run date.
