@@ -1557,6 +1557,99 @@ fn drift_figures_see_a_shifted_feature() {
     );
 }
 
+/// The realised quality of past scores: runs 180 and 90 days before DATE publish scores; the run
+/// of DATE judges the refer scores of DATE − 90 and the churn scores of DATE − 180 (each the latest
+/// run date a horizon old) against what the inputs now show. The churn figure equals an
+/// independent computation with DuckDB from the raw inputs (tests/outcome_check.py); the training
+/// AUC is the scoring version's holdout AUC; the manifest, metrics and report carry them. The run
+/// of DATE − 180 has nothing to judge yet.
+#[test]
+fn earlier_scores_are_judged_once_their_horizon_has_passed() {
+    let dir = common::tempdir("e2e-outcomes");
+    let input = dir.join("in");
+    generate(&input, "1500");
+    let out = dir.join("out");
+    train_all(input.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    let (churn_day, refer_day) = ("2025-12-03", "2026-03-03");
+    for d in [churn_day, refer_day] {
+        ok(&run_at(
+            d,
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &[],
+        ));
+    }
+    let metrics = dir.join("metrics.prom");
+    ok(&flywheel(
+        &[
+            "run",
+            "--date",
+            DATE,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let manifest = |d: &str| -> serde_json::Value {
+        let m = std::fs::read(out.join(format!("_runs/dt={d}/manifest.json"))).unwrap();
+        serde_json::from_slice(&m).unwrap()
+    };
+    assert_eq!(manifest(churn_day)["outcomes"], serde_json::json!([]));
+    let outcomes = manifest(DATE)["outcomes"].as_array().unwrap().clone();
+    let of = |t: &str| outcomes.iter().find(|o| o["target"] == t).unwrap().clone();
+    let (refer, churn) = (of("refer"), of("churn"));
+    assert_eq!(refer["scored_date"], refer_day);
+    assert_eq!(churn["scored_date"], churn_day);
+    let models = manifest(DATE)["model_versions"].clone();
+    for (o, target) in [(&refer, "refer"), (&churn, "churn")] {
+        assert_eq!(o["model_version"], models[target], "{target}");
+        assert_eq!(o["is_champion"], true);
+        let auc = o["realised_auc"].as_f64().unwrap();
+        assert!(auc > 0.5 && auc <= 1.0, "{target}: {auc}");
+        let version = models[target].as_str().unwrap();
+        let file = std::fs::read(out.join(format!("models/{target}/{version}/model.json")))
+            .unwrap_or_else(|e| panic!("{target} model file: {e}"));
+        let file: serde_json::Value = serde_json::from_slice(&file).unwrap();
+        let trained = file["holdout_metrics"]["roc_auc"].as_f64().unwrap();
+        assert_eq!(o["training_auc"].as_f64().unwrap(), trained);
+        assert_eq!(o["auc_change"].as_f64().unwrap(), auc - trained);
+        assert!(o["positives"].as_u64().unwrap() > 0);
+    }
+    let text = python_check(
+        "outcome_check.py",
+        &[
+            out.as_os_str(),
+            input.as_os_str(),
+            DATE.as_ref(),
+            churn_day.as_ref(),
+            "180".as_ref(),
+        ],
+    );
+    assert!(text.contains("independent:"), "{text}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("flywheel_model_realised_auc{")
+                && l.contains("target=\"churn\"")
+                && l.contains(&format!("scored_date=\"{churn_day}\""))),
+        "{prom}"
+    );
+    let html = std::fs::read_to_string(out.join(format!("reports/dt={DATE}/index.html"))).unwrap();
+    for (o, target) in [(&refer, "refer"), (&churn, "churn")] {
+        let raw = o["realised_auc"].as_f64().unwrap().to_string();
+        assert!(
+            html.contains(&format!(
+                r#"data-outcome="{target}" data-realised-auc="{raw}""#
+            )),
+            "{target} outcome not in the report"
+        );
+    }
+}
+
 /// The CRM lists: the CSVs load with strict readers (Python's csv, DuckDB with explicit types),
 /// and a customer listed on one run date is not listed again within the cooldown.
 #[test]

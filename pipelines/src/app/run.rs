@@ -264,7 +264,9 @@ async fn run_locked(
     stages.done("load_and_validate_inputs", t);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
-    let (tables, drift) = compute(&ctx, cfg, &run_date, output, &models, &mut stages).await?;
+    let champions = (&models, &registry);
+    let computed = compute(&ctx, cfg, &run_date, output, champions, &mut stages).await?;
+    let tables = computed.tables;
     notes.data.extend(cycle_warning(&tables));
 
     let t = stages.start();
@@ -308,7 +310,8 @@ async fn run_locked(
             .map(|(t, f)| (t.name().to_string(), f.version.clone()))
             .collect(),
         stages: stages.0,
-        drift,
+        drift: computed.drift,
+        outcomes: computed.outcomes,
     };
     let manifest_path = commit_with_manifest(publisher, output, &manifest).await?;
     info!(manifest = %manifest_path, "run published");
@@ -422,18 +425,19 @@ async fn compute(
     cfg: &Config,
     run_date: &RunDate,
     output: &Root,
-    models: &BTreeMap<Target, ModelFile>,
+    models: Champions<'_>,
     stages: &mut Stages,
-) -> Result<(BTreeMap<String, Table>, Vec<scoring::drift::Drift>)> {
+) -> Result<Computed> {
     let p = params(cfg, run_date);
     let jobs = catalog::nightly_jobs()?;
     let (early, late) = catalog::split_at_scores(jobs);
     let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
-    let release = Release::plan(
-        &ordered,
-        contracts::inputs(),
-        &[GENERATIONS, catalog::KPI_BANDS],
-    );
+    let due = due_outcomes(cfg, run_date, output).await?;
+    let mut keep = vec![GENERATIONS, catalog::KPI_BANDS];
+    if !due.is_empty() {
+        keep.extend(scoring::outcome::LABEL_TABLES);
+    }
+    let release = Release::plan(&ordered, contracts::inputs(), &keep);
     let mut tables = BTreeMap::new();
     let t = stages.start();
     register_earlier_points(ctx, output, run_date).await?;
@@ -444,8 +448,8 @@ async fn compute(
     let features = tables
         .get(scoring::training_set::FEATURES)
         .ok_or_else(|| FlywheelError::internal("customer_features was not computed"))?;
-    let scores = scoring::score::score(features, models, cfg.target_partitions)?;
-    let drift = scoring::drift::measure(features, &scores, models)?;
+    let scores = scoring::score::score(features, models.0, cfg.target_partitions)?;
+    let drift = scoring::drift::measure(features, &scores, models.0)?;
     tables.insert(
         scoring::drift::DRIFT.to_string(),
         scoring::drift::table(&drift)?,
@@ -458,7 +462,123 @@ async fn compute(
     register_previous_lists(ctx, cfg, output, run_date).await?;
     stages.done("previous_lists", t);
     run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
-    Ok((tables, drift))
+
+    let t = stages.start();
+    let outcomes = outcomes(ctx, cfg, output, models, &due).await?;
+    for name in due
+        .iter()
+        .next()
+        .map_or(&[][..], |_| &scoring::outcome::LABEL_TABLES[..])
+    {
+        ctx.deregister_table(*name)?;
+        tables.remove(*name);
+    }
+    let outcome_table = scoring::outcome::table(&outcomes)?;
+    tables.insert(scoring::outcome::OUTCOMES.to_string(), outcome_table);
+    stages.done("outcomes", t);
+    Ok(Computed {
+        tables,
+        drift,
+        outcomes,
+    })
+}
+
+/// The tables of a run and the figures the manifest carries.
+struct Computed {
+    tables: BTreeMap<String, Table>,
+    drift: Vec<scoring::drift::Drift>,
+    outcomes: Vec<scoring::outcome::Outcome>,
+}
+
+/// The champions of a run and the registry they come from (for the files of older versions).
+type Champions<'a> = (&'a BTreeMap<Target, ModelFile>, &'a Registry);
+
+/// For each target, the latest earlier run date with published scores whose horizon has passed
+/// by this run date (P + horizon <= D: this run's inputs hold the label's whole window).
+async fn due_outcomes(
+    cfg: &Config,
+    run_date: &RunDate,
+    output: &Root,
+) -> Result<Vec<(Target, RunDate)>> {
+    let folder = match &contracts::contract(catalog::SCORES)?.role {
+        Role::Published(p) => p.folder.clone(),
+        _ => return Ok(Vec::new()),
+    };
+    let mut due = Vec::new();
+    for target in [Target::Refer, Target::Churn] {
+        let limit = run_date.date() - chrono::Duration::days(target.horizon_days(cfg));
+        if let Some(day) = earlier::latest_date_at_most(output, &folder, limit).await? {
+            due.push((target, RunDate::new(day, cfg)?));
+        }
+    }
+    Ok(due)
+}
+
+/// How the scores of the `due` run dates turned out (README, Drift): each date's published
+/// customer_features and scores read back and labelled as training labels them.
+async fn outcomes(
+    ctx: &SessionContext,
+    cfg: &Config,
+    output: &Root,
+    models: Champions<'_>,
+    due: &[(Target, RunDate)],
+) -> Result<Vec<scoring::outcome::Outcome>> {
+    let folder = |table: &str| -> Result<String> {
+        match &contracts::contract(table)?.role {
+            Role::Published(p) => Ok(p.folder.clone()),
+            _ => Err(FlywheelError::internal(format!("{table} is not published"))),
+        }
+    };
+    let mut out = Vec::new();
+    for (target, scored) in due {
+        let day = scored.date();
+        let features_folder = folder(scoring::training_set::FEATURES)?;
+        let columns = scoring::outcome::FEATURE_COLUMNS;
+        let features = earlier::partition(output, &features_folder, day, &columns).await?;
+        let score_columns = scoring::outcome::score_columns(*target);
+        let score_columns: Vec<&str> = score_columns.iter().map(String::as_str).collect();
+        let scores_folder = folder(catalog::SCORES)?;
+        let scores = earlier::partition(output, &scores_folder, day, &score_columns).await?;
+        let published = scoring::outcome::Published {
+            scored: *scored,
+            features,
+            scores,
+        };
+        let champion = models.0.get(target);
+        let version = version_file(models, *target, &published).await;
+        let outcome = scoring::outcome::measure(
+            ctx,
+            cfg,
+            *target,
+            &published,
+            version.as_ref().or(champion),
+            champion.map(|c| c.version.as_str()),
+        )
+        .await?;
+        info!(target = target.name(), scored_date = %scored, realised_auc = ?outcome.realised_auc, training_auc = ?outcome.training_auc, rows = outcome.rows, "realised quality of earlier scores");
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+/// The model file of the version that scored `published` when it is not the champion (None
+/// when it is, or when the registry no longer has it).
+async fn version_file(
+    models: Champions<'_>,
+    target: Target,
+    published: &scoring::outcome::Published,
+) -> Option<ModelFile> {
+    let version = published.version(target)?;
+    if models.0.get(&target).is_some_and(|c| c.version == version) {
+        return None;
+    }
+    match models.1.load(target, &version).await {
+        Ok(file) => Some(file),
+        Err(e) => {
+            warn!(target = target.name(), version = %version, "the model file of earlier scores cannot be read ({e}); its training AUC is left out");
+            None
+        }
+    }
 }
 
 /// Register what `kpi_trends` reads of the earlier run dates found in the output (at most

@@ -304,7 +304,8 @@ mod tests {
                 "previous_ambassador_candidates",
                 "previous_churn_alerts",
                 "customer_scores",
-                "model_drift"
+                "model_drift",
+                "model_outcomes"
             ]
         );
     }

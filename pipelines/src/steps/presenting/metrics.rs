@@ -121,7 +121,7 @@ fn published(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> 
     families
 }
 
-/// Rows per table and input, rejects, list sizes and drift.
+/// Rows per table and input, rejects, list sizes, drift and the realised AUC of past scores.
 fn counts(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> Vec<Family> {
     let date = || ("run_date", run_date.to_string());
     vec![
@@ -177,6 +177,22 @@ fn counts(m: &Manifest, tables: &BTreeMap<String, Table>, run_date: &str) -> Vec
                         ("variable", d.variable.clone()),
                     ];
                     (labels, d.psi)
+                })
+                .collect(),
+        },
+        Family {
+            name: "flywheel_model_realised_auc",
+            help: "ROC AUC of the scores of the latest earlier run date whose horizon has passed, against the outcome.",
+            samples: m
+                .outcomes
+                .iter()
+                .filter_map(|o| {
+                    let labels = vec![
+                        date(),
+                        ("target", o.target.clone()),
+                        ("scored_date", o.scored_date.clone()),
+                    ];
+                    o.realised_auc.map(|auc| (labels, auc))
                 })
                 .collect(),
         },

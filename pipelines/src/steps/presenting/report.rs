@@ -398,6 +398,40 @@ fn drift_section(out: &mut String, drift: Option<&Table>) {
     out.push_str("</tbody></table></section>");
 }
 
+/// The realised quality of earlier scores whose horizon has passed.
+fn outcome_section(out: &mut String, outcomes: Option<&Table>) {
+    out.push_str(r#"<section id="outcomes"><h2>How earlier scores turned out</h2><p class="muted">For each model, the scores published on the latest run date at least a horizon ago, against what the customers then did (labels as in training): a realised ROC AUC well below the version's training holdout AUC is a model decaying in use.</p>"#);
+    let rows: Vec<_> = rows(outcomes).collect();
+    if rows.is_empty() {
+        out.push_str(r#"<p class="muted">No earlier run date in the output is a horizon old yet (refer: 90 days, churn: 180 days by default).</p></section>"#);
+        return;
+    }
+    out.push_str(r#"<table><thead><tr><th>model</th><th>scored on</th><th>version</th><th class="num">customers</th><th class="num">positives</th><th class="num">realised AUC</th><th class="num">training AUC</th><th class="num">change</th></tr></thead><tbody>"#);
+    for (b, i) in rows {
+        let target = cell(b, "target", i).unwrap_or_default();
+        let version = cell(b, "model_version", i).unwrap_or_else(|| "–".into());
+        let champion = cell(b, "is_champion", i).as_deref() == Some("true");
+        let auc = |c: &str| float(b, c, i).map_or("–".into(), f3);
+        let _ = write!(
+            out,
+            r#"<tr data-outcome="{t}" data-realised-auc="{raw}"><td>p_{t}</td><td>{d}</td><td>{v}{ch}</td><td class="num">{n}</td><td class="num">{p}</td><td class="num">{r}</td><td class="num">{tr}</td><td class="num">{c}</td></tr>"#,
+            t = esc(&target),
+            raw = float(b, "realised_auc", i)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            d = esc(&cell(b, "scored_date", i).unwrap_or_default()),
+            v = esc(&version),
+            ch = if champion { " (champion)" } else { "" },
+            n = count(float(b, "rows", i)),
+            p = count(float(b, "positives", i)),
+            r = auc("realised_auc"),
+            tr = auc("training_auc"),
+            c = float(b, "auc_change", i).map_or("–".into(), |v| format!("{v:+.3}")),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
 pub fn html(r: &ReportInput) -> String {
     let mut out = String::with_capacity(256 * 1024);
     let _ = write!(
@@ -429,6 +463,7 @@ pub fn html(r: &ReportInput) -> String {
     trends::since_previous_section(&mut out, r.tables);
     trends::trends_section(&mut out, r.tables);
     drift_section(&mut out, r.tables.get("model_drift"));
+    outcome_section(&mut out, r.tables.get("model_outcomes"));
     lists_section(&mut out, r);
     out.push_str("</tbody></table></section></main></body></html>\n");
     out

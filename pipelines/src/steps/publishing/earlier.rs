@@ -242,3 +242,73 @@ fn partition_day(path: &str, key: &str) -> Option<chrono::NaiveDate> {
         .find_map(|p| p.strip_prefix(key))
         .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
 }
+
+/// The latest run date at most `limit` with a Parquet file in `folder`'s `dt=` partitions.
+pub async fn latest_date_at_most(
+    output: &Root,
+    folder: &str,
+    limit: chrono::NaiveDate,
+) -> Result<Option<chrono::NaiveDate>> {
+    let mut latest = None;
+    for listed in output.list(&format!("{folder}/")).await? {
+        let day = partition_day(&listed.path, "dt=").filter(|d| *d <= limit);
+        if let Some(day) = day.filter(|_| listed.path.ends_with(".parquet")) {
+            latest = latest.max(Some(day));
+        }
+    }
+    Ok(latest)
+}
+
+/// The rows of `folder`'s partition of run date `day` as published, only `columns` read.
+pub async fn partition(
+    output: &Root,
+    folder: &str,
+    day: chrono::NaiveDate,
+    columns: &[&str],
+) -> Result<Table> {
+    let days = [day];
+    let mut batches = Vec::new();
+    for (_, _, rel) in files_of_days(output, &[folder], &days).await? {
+        let Some(bytes) = output.get(&rel).await? else {
+            continue;
+        };
+        let read =
+            projected_batches(bytes, columns).map_err(|problem| FlywheelError::EarlierOutput {
+                path: output.display(&rel),
+                problem,
+            })?;
+        batches.extend(read);
+    }
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => Arc::new(Schema::empty()),
+    };
+    Ok(Table { schema, batches })
+}
+
+/// The batches of a Parquet file flywheel published, only `columns` decoded (each must exist).
+fn projected_batches(
+    bytes: bytes::Bytes,
+    columns: &[&str],
+) -> std::result::Result<Vec<RecordBatch>, String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
+    let fields = builder.parquet_schema().root_schema().get_fields();
+    let mut roots = Vec::new();
+    for c in columns {
+        let at = fields
+            .iter()
+            .position(|f| f.name() == *c)
+            .ok_or_else(|| format!("it has no {c} column"))?;
+        roots.push(at);
+    }
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| format!("not a readable Parquet file ({e})"))?;
+    reader
+        .map(|b| b.map_err(|e| format!("a row group cannot be read ({e})")))
+        .collect()
+}

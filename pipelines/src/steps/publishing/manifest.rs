@@ -35,6 +35,9 @@ pub struct Manifest {
     pub stages: Vec<Stage>,
     /// The drift figures of the champions (PSI per feature and score; README, Drift).
     pub drift: Vec<crate::steps::scoring::drift::Drift>,
+    /// How the scores of the latest earlier run date a horizon old turned out, per target
+    /// (realised ROC AUC against the training holdout's; README, Drift).
+    pub outcomes: Vec<crate::steps::scoring::outcome::Outcome>,
 }
 
 #[derive(Debug, Serialize)]

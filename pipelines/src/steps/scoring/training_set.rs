@@ -62,12 +62,26 @@ pub async fn training_set(
             f
         }
     };
+    labelled(ctx, cfg, target, t, &features).await
+}
+
+/// The rows of `sql/train_labels_<target>.sql` at snapshot `t` over `features` (customer_features
+/// at `t`: computed, or as a run of `t` published it) and their labels. `ctx` holds the inputs
+/// and `int_referral_signups`.
+pub async fn labelled(
+    ctx: &SessionContext,
+    cfg: &Config,
+    target: Target,
+    t: &RunDate,
+    features: &Table,
+) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
     features.register(ctx, "snapshot_features")?;
     let mut p = params(cfg, t);
     p.insert("snapshot_ns".into(), t.as_of_ns().to_string());
     let job = catalog::training_job(&target.labels_job())?;
-    let batches = ctx.sql(&catalog::bind(&job, &p)?).await?.collect().await?;
+    let batches = ctx.sql(&catalog::bind(&job, &p)?).await?.collect().await;
     ctx.deregister_table("snapshot_features")?;
+    let batches = batches?;
     let mut labels = Vec::new();
     for b in &batches {
         let col = b
