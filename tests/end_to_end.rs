@@ -1650,6 +1650,109 @@ fn earlier_scores_are_judged_once_their_horizon_has_passed() {
     }
 }
 
+/// `flywheel run` with extra environment, killed when it outlives `deadline` (a hang fails the
+/// caller's test instead of stalling it): its output and how long it took.
+fn run_within(
+    args: &[&str],
+    env: &[(&str, String)],
+    deadline: std::time::Duration,
+) -> (Output, std::time::Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+    cmd.args(args)
+        .env_remove("FLYWHEEL_CONFIG")
+        .env("FLYWHEEL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = std::time::Instant::now();
+    let mut child = cmd.spawn().expect("start flywheel");
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "flywheel {args:?} did not finish in {deadline:?}: a hang\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child.wait_with_output().unwrap(), started.elapsed())
+}
+
+/// The nightly job at 100k customers under a 256 MiB query-engine budget publishes exactly the
+/// tables of a run without a budget, and its budgeted operators stay within the budget; at the
+/// smallest budget allowed (64 MiB) it either completes with the same tables (spilling) or stops
+/// with exit code 6 and a message naming `memory_limit_mb`. None of them may hang: each run is
+/// killed after 10 minutes, which fails the test (DataFusion 55's repartition spill stall,
+/// apache/datafusion#24883, is what this guards against; see engine::memory).
+#[test]
+fn a_small_memory_budget_gives_the_same_tables_and_never_hangs() {
+    let dir = common::tempdir("e2e-budget");
+    let (input, small) = (dir.join("in"), dir.join("small"));
+    generate(&input, "100000");
+    // Champions from a small set: the models only have to exist, and training at 100k in a
+    // debug build would take minutes.
+    generate(&small, "3000");
+    let models = dir.join("models-only");
+    train_all(small.to_str().unwrap(), models.to_str().unwrap(), &[]);
+    let deadline = std::time::Duration::from_secs(600);
+    let mut outcome = BTreeMap::new();
+    for (name, budget) in [("unbounded", "0"), ("256", "256"), ("64", "64")] {
+        let out = dir.join(name);
+        copy_tree(&models, &out);
+        let args = [
+            "run",
+            "--date",
+            DATE,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        let env = [
+            ("FLYWHEEL_MEMORY_LIMIT_MB", budget.to_string()),
+            ("FLYWHEEL_LOG", "info".to_string()),
+        ];
+        let (result, took) = run_within(&args, &env, deadline);
+        eprintln!("budget {name}: exit {:?} in {took:?}", result.status.code());
+        outcome.insert(name, (out, result));
+    }
+    let tables = |name: &str| tables_only(published(&outcome[name].0));
+    let unbounded = tables("unbounded");
+    assert!(unbounded.len() > 20, "{} files", unbounded.len());
+    let (_, at_256) = &outcome["256"];
+    let log = ok(at_256);
+    assert!(
+        tables("256") == unbounded,
+        "a 256 MiB budget changed the tables"
+    );
+    let peak = regex::Regex::new(r"budget_mib=256 peak_reserved_mib=([0-9.]+)")
+        .unwrap()
+        .captures(&log)
+        .unwrap_or_else(|| panic!("no budget line in the log:\n{log}"))[1]
+        .parse::<f64>()
+        .unwrap();
+    assert!(peak > 0.0 && peak <= 256.0, "peak {peak} MiB");
+    let (_, at_64) = &outcome["64"];
+    match at_64.status.code() {
+        Some(0) => assert!(
+            tables("64") == unbounded,
+            "a 64 MiB budget changed the tables"
+        ),
+        Some(6) => {
+            let stderr = String::from_utf8_lossy(&at_64.stderr);
+            assert!(stderr.contains("memory_limit_mb"), "{stderr}");
+        }
+        other => panic!(
+            "64 MiB: exit {other:?}\n{}",
+            String::from_utf8_lossy(&at_64.stderr)
+        ),
+    }
+}
+
 /// The CRM lists: the CSVs load with strict readers (Python's csv, DuckDB with explicit types),
 /// and a customer listed on one run date is not listed again within the cooldown.
 #[test]
@@ -2127,6 +2230,29 @@ impl Bucket {
         })
     }
 
+    /// Wait until the server takes writes again (after a restart its ports open before its
+    /// volumes are ready): a probe object is written, then deleted.
+    fn wait_writable(&self) {
+        use object_store::ObjectStoreExt;
+        let probe = object_store::path::Path::from("_probe/ready");
+        let started = std::time::Instant::now();
+        loop {
+            let put = self.rt.block_on(
+                self.store
+                    .put(&probe, bytes::Bytes::from_static(b"1").into()),
+            );
+            if put.is_ok() {
+                self.rt.block_on(self.store.delete(&probe)).unwrap();
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "SeaweedFS takes no writes after a restart: {put:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
     /// Copy every object below `from` to the same place below `to`.
     fn copy(&self, from: &str, to: &str) {
         use futures::TryStreamExt;
@@ -2251,6 +2377,7 @@ fn s3_commits_survive_crashes_and_store_outages() {
         } else {
             server.signal(libc::SIGCONT);
         }
+        bucket.wait_writable();
         // The date's previous outputs are intact.
         assert_eq!(
             table_folders(&bucket.files(&prefix)),

@@ -23,9 +23,9 @@ pub struct Config {
     pub candidate_cooldown_days: i64,
     pub alert_cooldown_days: i64,
     pub max_reject_share: f64,
-    /// Memory budget of the query engine in MiB (sorts and aggregates spill beyond it); 0, the
-    /// default, means no budget: DataFusion 55 can deadlock when a repartition spills under a
-    /// budget (apache/datafusion#24883), so flywheel bounds memory by its plans instead.
+    /// Memory budget of the query engine in MiB: sorts, aggregates and joins spill beyond it (or
+    /// fail with exit code 6); 0 means no budget. Default: half of the memory the process may use
+    /// ([`default_budget_mb`]). See `engine::memory` for how it avoids DataFusion 55's stall.
     pub memory_limit_mb: u64,
     /// Partitions the engine plans with; fixed so results do not depend on the machine.
     pub target_partitions: usize,
@@ -65,7 +65,7 @@ impl Default for Config {
             candidate_cooldown_days: 30,
             alert_cooldown_days: 30,
             max_reject_share: 0.01,
-            memory_limit_mb: 0,
+            memory_limit_mb: default_budget_mb().unwrap_or(0),
             target_partitions: 2,
             l2: 1.0,
             max_iterations: 200,
@@ -200,4 +200,29 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("{}/models", self.output.trim_end_matches('/')))
     }
+}
+
+/// The budget when the configuration does not give one: half of the memory the process may use
+/// (the cgroup's limit in a container, else the machine's memory), in MiB; the other half is
+/// for the inputs and tables the run holds and the allocator. None when neither can be read.
+pub fn default_budget_mb() -> Option<u64> {
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .filter_map(|s| s.trim().parse::<u64>().ok())
+    .next();
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    let bytes = match (cgroup, machine) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    }?;
+    Some((bytes / 2 / (1024 * 1024)).max(64))
 }

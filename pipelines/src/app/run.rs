@@ -476,6 +476,7 @@ async fn compute(
     let outcome_table = scoring::outcome::table(&outcomes)?;
     tables.insert(scoring::outcome::OUTCOMES.to_string(), outcome_table);
     stages.done("outcomes", t);
+    crate::engine::memory::log_peak(ctx);
     Ok(Computed {
         tables,
         drift,

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod encode;
+pub mod memory;
 pub mod run_date;
 pub mod runner;
 pub mod session;

@@ -1,31 +1,20 @@
 //! The query engine: one DataFusion session per run, with a fixed partition count (results do
-//! not depend on the machine), the shared rules of `udf` registered and, when configured, a
-//! memory budget.
+//! not depend on the machine), the shared rules of `udf` registered and a memory budget.
 
-use std::sync::Arc;
-
-use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use tracing::warn;
 
 use crate::config::Config;
 use crate::error::Result;
 
-/// Query engine with a fixed partition count (results do not depend on the machine) and, when
-/// configured, a memory budget beyond which sorts and aggregates spill.
+/// Query engine with a fixed partition count (results do not depend on the machine) and, unless
+/// `memory_limit_mb` is 0, a memory budget beyond which sorts, aggregates and joins spill to the
+/// operating system's temporary directory (`engine::memory`).
 pub fn session(cfg: &Config) -> Result<SessionContext> {
     let mut runtime = RuntimeEnvBuilder::new();
     if cfg.memory_limit_mb > 0 {
-        // Opt-in only: under a budget, DataFusion 55's RepartitionExec can deadlock while it
-        // spills (apache/datafusion#24883, fixed upstream after 55); seen here at 1M customers.
-        warn!(
-            memory_limit_mb = cfg.memory_limit_mb,
-            "a query-engine memory budget is set: large runs may spill, and DataFusion 55 can stall while a repartition spills"
-        );
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(
-            cfg.memory_limit_mb as usize * 1024 * 1024,
-        )));
+        let budget = cfg.memory_limit_mb as usize * 1024 * 1024;
+        runtime = runtime.with_memory_pool(super::memory::BudgetPool::new(budget));
     }
     let runtime = runtime.build_arc()?;
     let mut config = SessionConfig::new()
