@@ -1450,15 +1450,7 @@ fn the_last_report_shows_trends_and_changes(out: &Path, dates: &[&str]) {
     assert_eq!(charts, 13, "every network KPI of both tables has a chart");
     // Entries and exits of each list: the differences of the two dates' CRM exports.
     for list in ["ambassador_candidates", "churn_alerts"] {
-        let ids = |date: &str| -> std::collections::BTreeSet<String> {
-            let csv =
-                std::fs::read_to_string(out.join(format!("exports/{list}/dt={date}/{list}.csv")))
-                    .unwrap();
-            csv.lines()
-                .skip(1)
-                .map(|l| l.split(',').nth(1).unwrap().to_string())
-                .collect()
-        };
+        let ids = |date: &str| listed_ids(out, list, date);
         let (before, now) = (ids(previous), ids(last));
         let moves = regex::Regex::new(&format!(
             r#"data-list-moves="{list}">.*?data-listed="(\d+)".*?data-entered="(\d+)".*?data-left="(\d+)""#
@@ -1775,15 +1767,7 @@ fn crm_lists_load_strictly_and_respect_the_cooldown() {
         &[],
     ));
     for list in ["ambassador_candidates", "churn_alerts"] {
-        let ids = |date: &str| -> std::collections::BTreeSet<String> {
-            let text =
-                std::fs::read_to_string(out.join(format!("exports/{list}/dt={date}/{list}.csv")))
-                    .unwrap();
-            text.lines()
-                .skip(1)
-                .map(|l| l.split(',').nth(1).unwrap().to_string())
-                .collect()
-        };
+        let ids = |date: &str| listed_ids(&out, list, date);
         let (first, second) = (ids(DATE), ids(later));
         assert!(!first.is_empty(), "{list} is empty on {DATE}");
         assert!(
@@ -1927,6 +1911,16 @@ fn tokio_rows(out: &Path, folder: &str, columns: &[&str]) -> Vec<String> {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(common::read_rows(out, folder, columns))
+}
+
+/// The customer ids of a CRM list's CSV export of `date` (customer_id is its second column).
+fn listed_ids(out: &Path, list: &str, date: &str) -> std::collections::BTreeSet<String> {
+    let text =
+        std::fs::read_to_string(out.join(format!("exports/{list}/dt={date}/{list}.csv"))).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect()
 }
 
 /// Copy a folder tree (test set-up only).
