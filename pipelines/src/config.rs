@@ -32,6 +32,10 @@ pub struct Config {
     /// L2 strength (alpha) of the logistic models, per training row (see README).
     pub l2: f64,
     pub max_iterations: u64,
+    /// The most rows a model is fitted on: a larger training snapshot is fitted on a
+    /// deterministic sample of this many customers (the smallest hashes of customer_id), while
+    /// evaluation uses the whole holdout. 0: fit on every row. See README, Models.
+    pub train_sample_rows: u64,
     /// Let the nightly run go on when a target has no champion model: its scores are null and
     /// the lists' model paths are skipped (said in the log and the manifest). Off by default:
     /// a missing champion stops the run with exit code 5.
@@ -69,6 +73,7 @@ impl Default for Config {
             target_partitions: 2,
             l2: 1.0,
             max_iterations: 200,
+            train_sample_rows: 1_000_000,
             allow_missing_models: false,
             lock_stale_after_minutes: 360,
             break_lock: false,

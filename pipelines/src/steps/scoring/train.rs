@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::SessionContext;
 use flywheel_models::ndarray::Array2;
 use flywheel_models::{evaluate, fit, promotion_decision, FitSettings, ModelFile, Preprocessor};
@@ -80,9 +80,54 @@ pub struct Request<'a> {
 }
 
 /// A labelled set: feature batches and their labels.
+#[derive(Clone)]
 struct Labelled {
     batches: Vec<RecordBatch>,
     y: Vec<bool>,
+}
+
+impl Labelled {
+    /// At most `limit` rows for fitting (all when `limit` is 0 or the set is smaller): the rows
+    /// whose customer_id has the smallest 64-bit FNV-1a hashes (ties: the smaller id), in their
+    /// original order. A customer's membership depends on its id alone, so the sample is the
+    /// same on every machine and run, and unrelated to the label.
+    fn sample(&self, limit: usize) -> Result<Labelled> {
+        if limit == 0 || self.y.len() <= limit {
+            return Ok(self.clone());
+        }
+        let mut keyed: Vec<(u64, String, usize)> = Vec::with_capacity(self.y.len());
+        for b in &self.batches {
+            let ids = b
+                .column_by_name("customer_id")
+                .ok_or_else(|| FlywheelError::internal("a training set has no customer_id"))?;
+            let ids = arrow::compute::cast(ids, &arrow::datatypes::DataType::Utf8)?;
+            for id in ids.as_string::<i32>().iter() {
+                let id = id.unwrap_or_default().to_string();
+                keyed.push((flywheel_models::fnv1a(id.as_bytes()), id, keyed.len()));
+            }
+        }
+        keyed.select_nth_unstable(limit - 1);
+        let mut keep = vec![false; keyed.len()];
+        for (_, _, row) in &keyed[..limit] {
+            keep[*row] = true;
+        }
+        let (mut batches, mut at) = (Vec::with_capacity(self.batches.len()), 0);
+        for b in &self.batches {
+            let mask = arrow::array::BooleanArray::from(keep[at..at + b.num_rows()].to_vec());
+            batches.push(arrow::compute::filter_record_batch(b, &mask)?);
+            at += b.num_rows();
+        }
+        let y = self
+            .y
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(y, _)| *y);
+        Ok(Labelled {
+            batches,
+            y: y.collect(),
+        })
+    }
 }
 
 /// The two fits of a training: out of time (older snapshot) and final (newer snapshot).
@@ -113,7 +158,19 @@ pub async fn train(
     info!(target = target.name(), train_rows = older.y.len(), holdout_rows = newer.y.len(), %train_t, %holdout_t, "training sets built");
 
     let step = std::time::Instant::now();
-    let fits = fit_both(cfg, target, &older, &newer, step)?;
+    let limit = cfg.train_sample_rows as usize;
+    let (older_fit, newer_fit) = (older.sample(limit)?, newer.sample(limit)?);
+    let fits = fit_both(cfg, target, &older_fit, &newer_fit, step)?;
+    let fitted_rows = newer_fit.y.len();
+    if fitted_rows < newer.y.len() {
+        info!(
+            target = target.name(),
+            fitted_rows,
+            snapshot_rows = newer.y.len(),
+            "fitted on a sample (train_sample_rows); evaluated on the whole holdout"
+        );
+    }
+    drop((older_fit, newer_fit));
     let xh = design(&fits.validation.preprocessor, &newer.batches)?;
     let p = fits.validation.predict(&xh);
     if let Some(dir) = req.export {
@@ -140,12 +197,12 @@ pub async fn train(
         target: target.name().into(),
         version: String::new(),
         model,
-        settings: settings(cfg, newer.y.len()),
+        settings: settings(cfg, fitted_rows),
         horizon_days: h,
         as_of: req.as_of.to_string(),
         train_snapshot: train_t.to_string(),
         holdout_snapshot: holdout_t.to_string(),
-        train_rows: newer.y.len() as u64,
+        train_rows: fitted_rows as u64,
         holdout_metrics,
         input_fingerprint: req.fingerprint.to_string(),
         libraries: BTreeMap::from([
@@ -320,4 +377,78 @@ fn design_csv(names: &[String], x: &Array2<f64>, y: &[bool]) -> Vec<u8> {
         out.push_str(if *label { "1\n" } else { "0\n" });
     }
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn set(ids: &[&str]) -> Labelled {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "customer_id",
+            DataType::Utf8,
+            false,
+        )]));
+        let half = ids.len() / 2;
+        let batch = |part: &[&str]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(part.to_vec()))],
+            )
+            .unwrap()
+        };
+        Labelled {
+            batches: vec![batch(&ids[..half]), batch(&ids[half..])],
+            // The label is a function of the id, so alignment can be checked.
+            y: ids.iter().map(|i| i.ends_with('7')).collect(),
+        }
+    }
+
+    fn ids(l: &Labelled) -> Vec<String> {
+        l.batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(0).as_string::<i32>().clone();
+                (0..c.len())
+                    .map(|i| c.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fitting_sample_is_the_smallest_hashes_in_order_with_their_labels() {
+        let names: Vec<String> = (0..1000).map(|i| format!("CU{i:08}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let full = set(&refs);
+        // No limit, or a limit above the size: everything.
+        assert_eq!(full.sample(0).unwrap().y.len(), 1000);
+        assert_eq!(full.sample(5000).unwrap().y.len(), 1000);
+        let s = full.sample(100).unwrap();
+        let kept = ids(&s);
+        assert_eq!(kept.len(), 100);
+        // Exactly the 100 smallest hashes, kept in their original order.
+        let mut by_hash: Vec<(u64, &String)> = names
+            .iter()
+            .map(|n| (flywheel_models::fnv1a(n.as_bytes()), n))
+            .collect();
+        by_hash.sort();
+        let mut want: Vec<&String> = by_hash[..100].iter().map(|(_, n)| *n).collect();
+        want.sort();
+        assert_eq!(kept.iter().collect::<Vec<_>>(), want);
+        // Labels travel with their rows.
+        let labels: Vec<bool> = kept.iter().map(|i| i.ends_with('7')).collect();
+        assert_eq!(s.y, labels);
+        // Membership depends on the id's own hash: a customer sampled from the whole set is
+        // sampled from any subset that contains it (its rank can only improve).
+        let first_half = ids(&set(&refs[..500]).sample(100).unwrap());
+        for id in kept.iter().filter(|i| refs[..500].contains(&i.as_str())) {
+            assert!(first_half.contains(id), "{id}");
+        }
+    }
 }
