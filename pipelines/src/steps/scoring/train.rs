@@ -158,19 +158,7 @@ pub async fn train(
     info!(target = target.name(), train_rows = older.y.len(), holdout_rows = newer.y.len(), %train_t, %holdout_t, "training sets built");
 
     let step = std::time::Instant::now();
-    let limit = cfg.train_sample_rows as usize;
-    let (older_fit, newer_fit) = (older.sample(limit)?, newer.sample(limit)?);
-    let fits = fit_both(cfg, target, &older_fit, &newer_fit, step)?;
-    let fitted_rows = newer_fit.y.len();
-    if fitted_rows < newer.y.len() {
-        info!(
-            target = target.name(),
-            fitted_rows,
-            snapshot_rows = newer.y.len(),
-            "fitted on a sample (train_sample_rows); evaluated on the whole holdout"
-        );
-    }
-    drop((older_fit, newer_fit));
+    let (fits, fitted_rows) = fit_sampled(cfg, target, &older, &newer, step)?;
     let xh = design(&fits.validation.preprocessor, &newer.batches)?;
     let p = fits.validation.predict(&xh);
     if let Some(dir) = req.export {
@@ -252,6 +240,31 @@ fn settings(cfg: &Config, rows: usize) -> FitSettings {
         max_iterations: cfg.max_iterations,
         gradient_tolerance: 1e-4 * rows.max(1) as f64,
     }
+}
+
+/// Both fits on at most `train_sample_rows` rows of each snapshot (see [`Labelled::sample`]);
+/// also the rows the final model was fitted on.
+fn fit_sampled(
+    cfg: &Config,
+    target: Target,
+    older: &Labelled,
+    newer: &Labelled,
+    step: std::time::Instant,
+) -> Result<(Fits, usize)> {
+    let limit = cfg.train_sample_rows as usize;
+    let (older_fit, newer_fit) = (older.sample(limit)?, newer.sample(limit)?);
+    let fits = fit_both(cfg, target, &older_fit, &newer_fit, step)?;
+    let fitted_rows = newer_fit.y.len();
+    if fitted_rows < newer.y.len() {
+        info!(
+            target = target.name(),
+            fitted_rows,
+            snapshot_rows = newer.y.len(),
+            "fitted on a sample (train_sample_rows); evaluated on the whole holdout"
+        );
+    }
+    drop((older_fit, newer_fit));
+    Ok((fits, fitted_rows))
 }
 
 /// Out-of-time validation (fit on the older snapshot, evaluate on the newer one) and the final
