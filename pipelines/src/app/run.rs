@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
-use crate::contracts::{self, Role};
+use crate::contracts;
 use crate::engine::catalog::{self, Job};
 use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
 use crate::error::{FlywheelError, Result};
@@ -417,9 +417,9 @@ async fn champions(
     Ok(out)
 }
 
-/// Every table of the run: the SQL jobs that do not need the scores, the scoring step, the lists
-/// of earlier run dates, then the jobs that need the scores. Inputs and intermediate tables are
-/// let go after their last reader.
+/// Every table of the run: what earlier run dates published (lists, KPI rows), the SQL jobs that
+/// do not need the scores, the scoring step, the jobs that need the scores, then the realised
+/// quality of past scores. Inputs and intermediate tables are let go after their last reader.
 async fn compute(
     ctx: &SessionContext,
     cfg: &Config,
@@ -440,8 +440,8 @@ async fn compute(
     let release = Release::plan(&ordered, contracts::inputs(), &keep);
     let mut tables = BTreeMap::new();
     let t = stages.start();
-    register_earlier_points(ctx, output, run_date).await?;
-    stages.done("earlier_points", t);
+    register_earlier(ctx, cfg, output, run_date).await?;
+    stages.done("earlier_outputs", t);
     run_jobs(ctx, &early, &p, stages, &mut tables, &release).await?;
 
     let t = stages.start();
@@ -458,20 +458,15 @@ async fn compute(
     tables.insert(catalog::SCORES.to_string(), scores);
     stages.done("score", t);
 
-    let t = stages.start();
-    register_previous_lists(ctx, cfg, output, run_date).await?;
-    stages.done("previous_lists", t);
     run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
 
     let t = stages.start();
     let outcomes = outcomes(ctx, cfg, output, models, &due).await?;
-    for name in due
-        .iter()
-        .next()
-        .map_or(&[][..], |_| &scoring::outcome::LABEL_TABLES[..])
-    {
-        ctx.deregister_table(*name)?;
-        tables.remove(*name);
+    if !due.is_empty() {
+        for name in scoring::outcome::LABEL_TABLES {
+            ctx.deregister_table(name)?;
+            tables.remove(name);
+        }
     }
     let outcome_table = scoring::outcome::table(&outcomes)?;
     tables.insert(scoring::outcome::OUTCOMES.to_string(), outcome_table);
@@ -501,14 +496,11 @@ async fn due_outcomes(
     run_date: &RunDate,
     output: &Root,
 ) -> Result<Vec<(Target, RunDate)>> {
-    let folder = match &contracts::contract(catalog::SCORES)?.role {
-        Role::Published(p) => p.folder.clone(),
-        _ => return Ok(Vec::new()),
-    };
+    let scores = contracts::publication(catalog::SCORES)?;
     let mut due = Vec::new();
-    for target in [Target::Refer, Target::Churn] {
+    for target in Target::ALL {
         let limit = run_date.date() - chrono::Duration::days(target.horizon_days(cfg));
-        if let Some(day) = earlier::latest_date_at_most(output, &folder, limit).await? {
+        if let Some(day) = earlier::latest_date_at_most(output, &scores, limit).await? {
             due.push((target, RunDate::new(day, cfg)?));
         }
     }
@@ -524,22 +516,16 @@ async fn outcomes(
     models: Champions<'_>,
     due: &[(Target, RunDate)],
 ) -> Result<Vec<scoring::outcome::Outcome>> {
-    let folder = |table: &str| -> Result<String> {
-        match &contracts::contract(table)?.role {
-            Role::Published(p) => Ok(p.folder.clone()),
-            _ => Err(FlywheelError::internal(format!("{table} is not published"))),
-        }
-    };
+    let features_table = contracts::publication(scoring::training_set::FEATURES)?;
+    let scores_table = contracts::publication(catalog::SCORES)?;
     let mut out = Vec::new();
     for (target, scored) in due {
         let day = scored.date();
-        let features_folder = folder(scoring::training_set::FEATURES)?;
         let columns = scoring::outcome::FEATURE_COLUMNS;
-        let features = earlier::partition(output, &features_folder, day, &columns).await?;
+        let features = earlier::partition(output, &features_table, day, &columns).await?;
         let score_columns = scoring::outcome::score_columns(*target);
         let score_columns: Vec<&str> = score_columns.iter().map(String::as_str).collect();
-        let scores_folder = folder(catalog::SCORES)?;
-        let scores = earlier::partition(output, &scores_folder, day, &score_columns).await?;
+        let scores = earlier::partition(output, &scores_table, day, &score_columns).await?;
         let published = scoring::outcome::Published {
             scored: *scored,
             features,
@@ -582,50 +568,32 @@ async fn version_file(
     }
 }
 
-/// Register what `kpi_trends` reads of the earlier run dates found in the output (at most
-/// `catalog::TREND_DATES`): their KPI rows (`earlier_kpis`) and list members (`earlier_lists`).
-async fn register_earlier_points(
-    ctx: &SessionContext,
-    output: &Root,
-    run_date: &RunDate,
-) -> Result<()> {
-    let days = earlier::earlier_run_dates(output, run_date, catalog::TREND_DATES).await?;
-    earlier::earlier_kpis(output, &days)
-        .await?
-        .register(ctx, catalog::EARLIER_KPIS)?;
-    let contracts = contracts::published()?;
-    let lists: Vec<(&str, &contracts::Publication)> = contracts
-        .iter()
-        .filter_map(|c| match &c.role {
-            Role::Published(p) if p.cooldown_setting.is_some() => Some((c.table.as_str(), p)),
-            _ => None,
-        })
-        .collect();
-    earlier::earlier_lists(output, &lists, &days)
-        .await?
-        .register(ctx, catalog::EARLIER_LISTS)
-}
-
-/// Register `previous_<list>` for every list with a cooldown: its rows of earlier run dates
-/// within the cooldown, read from the output store.
-async fn register_previous_lists(
+/// Register what the jobs read of earlier run dates in the output: for every CRM list,
+/// `previous_<list>` (its members on run dates within its cooldown); for `kpi_trends`, the KPI
+/// rows (`earlier_kpis`) and list members (`earlier_lists`) of the latest earlier run dates (at
+/// most `catalog::TREND_DATES`). Each list's files are read once for both.
+async fn register_earlier(
     ctx: &SessionContext,
     cfg: &Config,
     output: &Root,
     run_date: &RunDate,
 ) -> Result<()> {
-    for contract in contracts::published()? {
-        let Role::Published(publication) = &contract.role else {
-            continue;
-        };
-        let Some(setting) = &publication.cooldown_setting else {
-            continue;
-        };
+    let (days, kpis) = earlier::earlier_kpis(output, run_date, catalog::TREND_DATES).await?;
+    kpis.register(ctx, catalog::EARLIER_KPIS)?;
+    let mut histories = Vec::new();
+    for (list, publication) in contracts::cooldown_lists()? {
+        let setting = publication.cooldown_setting.as_deref().unwrap_or_default();
         let cooldown = cfg.integer(setting)?;
-        let previous = earlier::previous_list(output, publication, run_date, cooldown).await?;
-        previous.register(ctx, &catalog::previous(&contract.table))?;
+        let in_cooldown = |d| (1..=cooldown).contains(&run_date.days_since(d));
+        let history = earlier::list_history(output, &publication, |d| {
+            in_cooldown(d) || days.contains(&d)
+        })
+        .await?;
+        earlier::previous_list(&history, run_date, cooldown)?
+            .register(ctx, &catalog::previous(&list))?;
+        histories.push((list, history));
     }
-    Ok(())
+    earlier::earlier_lists(&histories, &days)?.register(ctx, catalog::EARLIER_LISTS)
 }
 
 /// How one date of a backfill went.

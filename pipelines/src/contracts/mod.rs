@@ -296,6 +296,25 @@ pub fn contract(table: &str) -> Result<Contract> {
     parse_contract(table, text)
 }
 
+/// Where and how a published table is written (an error for a table that is not published).
+pub fn publication(table: &str) -> Result<Publication> {
+    match contract(table)?.role {
+        Role::Published(p) => Ok(p),
+        _ => Err(FlywheelError::internal(format!("{table} is not published"))),
+    }
+}
+
+/// The published lists with a cooldown (the CRM lists), by table name.
+pub fn cooldown_lists() -> Result<Vec<(String, Publication)>> {
+    Ok(published()?
+        .into_iter()
+        .filter_map(|c| match c.role {
+            Role::Published(p) if p.cooldown_setting.is_some() => Some((c.table, p)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Every contract's text by table name (for tests and tools).
 pub fn contract_texts() -> &'static [(&'static str, &'static str)] {
     CONTRACT_FILES

@@ -460,8 +460,9 @@ pub fn html(r: &ReportInput) -> String {
     channel_funnel(&mut out, r);
     out.push_str("</div></section>");
     model_section(&mut out, r.champions);
-    trends::since_previous_section(&mut out, r.tables);
-    trends::trends_section(&mut out, r.tables);
+    let trends = trends::Trends::of(r.tables);
+    trends::since_previous_section(&mut out, &trends);
+    trends::trends_section(&mut out, &trends);
     drift_section(&mut out, r.tables.get("model_drift"));
     outcome_section(&mut out, r.tables.get("model_outcomes"));
     lists_section(&mut out, r);

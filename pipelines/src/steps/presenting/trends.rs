@@ -108,20 +108,28 @@ fn network_series<'a>(
     out
 }
 
-fn all_points(tables: &BTreeMap<String, Table>) -> Vec<Point> {
-    rows(tables.get("kpi_trends"))
-        .map(|(b, i)| point(b, i))
-        .collect()
+/// What both sections draw from, read once from the run's tables: the rows of `kpi_trends`, the
+/// band edges, and the point dates, oldest first.
+pub struct Trends {
+    points: Vec<Point>,
+    bands: BTreeMap<(String, String), Bands>,
+    dates: Vec<String>,
 }
 
-/// The two latest point dates: (previous, this run's).
-fn last_two_dates(points: &[Point]) -> (Option<String>, Option<String>) {
-    let mut dates: Vec<&str> = points.iter().map(|p| p.date.as_str()).collect();
-    dates.sort();
-    dates.dedup();
-    let last = dates.last().map(|d| d.to_string());
-    let previous = dates.iter().rev().nth(1).map(|d| d.to_string());
-    (previous, last)
+impl Trends {
+    pub fn of(tables: &BTreeMap<String, Table>) -> Trends {
+        let points: Vec<Point> = rows(tables.get("kpi_trends"))
+            .map(|(b, i)| point(b, i))
+            .collect();
+        let mut dates: Vec<String> = points.iter().map(|p| p.date.clone()).collect();
+        dates.sort();
+        dates.dedup();
+        Trends {
+            bands: bands(tables.get(crate::engine::catalog::KPI_BANDS)),
+            points,
+            dates,
+        }
+    }
 }
 
 fn signed(kpi: &str, change: Option<f64>) -> String {
@@ -146,24 +154,22 @@ fn band_move(p: &Point) -> String {
 
 /// "Since the previous run": KPI deltas with band moves, list entries and exits, and the largest
 /// per-center move of each KPI.
-pub fn since_previous_section(out: &mut String, tables: &BTreeMap<String, Table>) {
-    let points = all_points(tables);
-    let bands = bands(tables.get(crate::engine::catalog::KPI_BANDS));
-    let (previous, now) = last_two_dates(&points);
+pub fn since_previous_section(out: &mut String, t: &Trends) {
+    let (points, bands) = (&t.points, &t.bands);
     out.push_str(r#"<section id="since-previous"><h2>Since the previous run</h2>"#);
-    let (Some(previous), Some(now)) = (previous, now) else {
+    let (Some(now), Some(previous)) = (t.dates.last(), t.dates.iter().rev().nth(1)) else {
         out.push_str(r#"<p class="muted">No earlier run date in the output: nothing to compare yet.</p></section>"#);
         return;
     };
     let _ = write!(
         out,
         r#"<p class="muted">From the run of <b data-previous-date="{p}">{p}</b> to this one ({n}); values as published, changes exact in <code>kpi_trends</code>.</p>"#,
-        p = esc(&previous),
-        n = esc(&now),
+        p = esc(previous),
+        n = esc(now),
     );
-    kpi_deltas(out, &points, &bands, &now);
-    list_moves(out, &points, &now);
-    center_moves(out, &points, &bands, &now);
+    kpi_deltas(out, points, bands, now);
+    list_moves(out, points, now);
+    center_moves(out, points, bands, now);
     out.push_str("</section>");
 }
 
@@ -272,12 +278,9 @@ fn center_moves(
 }
 
 /// "Trends": a sparkline per network KPI with its band edges.
-pub fn trends_section(out: &mut String, tables: &BTreeMap<String, Table>) {
-    let points = all_points(tables);
-    let bands = bands(tables.get(crate::engine::catalog::KPI_BANDS));
-    let mut dates: Vec<&str> = points.iter().map(|p| p.date.as_str()).collect();
-    dates.sort();
-    dates.dedup();
+pub fn trends_section(out: &mut String, t: &Trends) {
+    let (points, bands) = (&t.points, &t.bands);
+    let dates: Vec<&str> = t.dates.iter().map(String::as_str).collect();
     let _ = write!(
         out,
         r#"<section id="trends"><h2>Trends</h2><p class="muted">Each network KPI over the last {n} run dates found in the output ({first} to {last}); dashed lines are the band edges, a hollow point on the axis a date without a value.</p>"#,
@@ -290,7 +293,7 @@ pub fn trends_section(out: &mut String, tables: &BTreeMap<String, Table>) {
             out,
             r#"<h3>{title}</h3><table><thead><tr><th>KPI</th><th>trend</th><th class="num">now</th><th>band</th></tr></thead><tbody>"#
         );
-        for (kpi, series) in network_series(&points, source, &bands) {
+        for (kpi, series) in network_series(points, source, bands) {
             let edges = bands
                 .get(&(source.to_string(), kpi.to_string()))
                 .map(|b| b.edges.as_slice())
