@@ -37,19 +37,15 @@ customer_counts AS (
     FROM customer_scope
     GROUP BY scope
 ),
--- First-ever visit per customer: earliest visit_ts, ties the smaller visit_id (two hash
--- aggregates instead of a window over every visit).
-first_visit_ts AS (
-    SELECT customer_id, MIN(CAST(visit_ts AS BIGINT)) AS ts_ns
+-- First-ever visit per customer: earliest visit_ts, ties the smaller visit_id, in one hash
+-- aggregate over the visits (no window, no join back onto the visits).
+first_visits AS (
+    SELECT customer_id,
+           first_value(visit_id ORDER BY visit_ts, visit_id) AS visit_id,
+           MIN(CAST(visit_ts AS BIGINT)) AS ts_ns
     FROM visits
     WHERE visit_ts < ${as_of}
     GROUP BY customer_id
-),
-first_visits AS (
-    SELECT v.customer_id, MIN(v.visit_id) AS visit_id, f.ts_ns
-    FROM visits v
-    JOIN first_visit_ts f ON f.customer_id = v.customer_id AND CAST(v.visit_ts AS BIGINT) = f.ts_ns
-    GROUP BY v.customer_id, f.ts_ns
 ),
 activation_answers AS (
     SELECT f.service_center_id, n.score

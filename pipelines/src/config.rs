@@ -14,6 +14,10 @@ pub struct Config {
     pub output: String,
     /// Root of the model registry; defaults to `<output>/models`.
     pub models: Option<String>,
+    /// Root of the scratch area (local path, file:// or s3:// URL) where each run streams its
+    /// validated inputs once as Parquet, in a folder of its own removed at the end; defaults to
+    /// `<the operating system's temporary directory>/flywheel-scratch`.
+    pub scratch: Option<String>,
     pub attribution_window_days: i64,
     pub max_signups_per_referrer_per_day: i64,
     pub refer_horizon_days: i64,
@@ -60,6 +64,7 @@ impl Default for Config {
             input: "./data".into(),
             output: "./out".into(),
             models: None,
+            scratch: None,
             attribution_window_days: 90,
             max_signups_per_referrer_per_day: 5,
             refer_horizon_days: 90,
@@ -123,7 +128,7 @@ impl Config {
         let mut changed = false;
         for key in keys
             .into_iter()
-            .chain(std::iter::once("models".to_string()))
+            .chain(["models".to_string(), "scratch".to_string()])
         {
             let var = format!("FLYWHEEL_{}", key.to_ascii_uppercase());
             let Ok(raw) = std::env::var(&var) else {

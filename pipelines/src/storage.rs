@@ -14,6 +14,10 @@ use object_store::{
     ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::prelude::SessionContext;
+
 use crate::error::{FlywheelError, Result};
 
 /// How long a clean-up call after a failure (removing staging, releasing a lock, writing the
@@ -39,9 +43,16 @@ pub type ParquetReader = parquet::arrow::async_reader::ParquetObjectReader;
 pub struct Root {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The URL of the store itself (`file://` or `s3://<bucket>`), under which the query
+    /// engine finds it when a table is registered by location.
+    store_url: String,
     /// What the user gave, for messages and the manifest.
     pub url: String,
 }
+
+/// An async writer of one object (a multipart upload on object storage), for the streaming
+/// Parquet writer.
+pub type ObjectWriter = object_store::buffered::BufWriter;
 
 impl Root {
     /// Parse a root URL. Local paths are made absolute; nothing is created until something is
@@ -92,6 +103,7 @@ impl Root {
                 .map_err(|e| FlywheelError::Config(format!("{url}: cannot configure S3: {e}")))?;
             return Ok(Root {
                 store: Arc::new(store),
+                store_url: format!("s3://{bucket}"),
                 prefix: Path::from(prefix.trim_matches('/')),
                 url: url.trim_end_matches('/').to_string(),
             });
@@ -118,6 +130,7 @@ impl Root {
             // Deleting a file removes the folders it leaves empty, as on object storage where
             // folders do not exist (a finished run leaves no empty staging tree behind).
             store: Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)),
+            store_url: "file://".to_string(),
             prefix,
             url: url.trim_end_matches('/').to_string(),
         })
@@ -127,6 +140,7 @@ impl Root {
     pub fn child(&self, rel: &str) -> Root {
         Root {
             store: self.store.clone(),
+            store_url: self.store_url.clone(),
             prefix: self.key(rel),
             url: format!("{}/{}", self.url, rel.trim_matches('/')),
         }
@@ -171,6 +185,23 @@ impl Root {
     /// Display form of a relative path, for messages.
     pub fn display(&self, rel: &str) -> String {
         format!("{}/{}", self.url, rel.trim_start_matches('/'))
+    }
+
+    /// A streaming writer of the object at `rel`; the object appears when the writer is shut down.
+    pub fn writer(&self, rel: &str) -> ObjectWriter {
+        object_store::buffered::BufWriter::new(self.store.clone(), self.key(rel))
+    }
+
+    /// Make this root's store known to the query engine of `ctx` and return the URL under which
+    /// the engine reads the object at `rel` (a table registered by location).
+    pub fn engine_url(&self, ctx: &SessionContext, rel: &str) -> Result<ListingTableUrl> {
+        let store_url = ObjectStoreUrl::parse(&self.store_url)?;
+        ctx.register_object_store(store_url.as_ref(), self.store.clone());
+        Ok(ListingTableUrl::parse(format!(
+            "{}/{}",
+            self.store_url,
+            self.key(rel)
+        ))?)
     }
 
     /// Every object below `rel`, sorted by path (listing order differs between stores).

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::config::Config;
-use crate::engine::{session, RunDate};
+use crate::engine::{session, RunDate, Scratch};
 use crate::error::Result;
 use crate::steps::ingest::{self, InputCheck};
 use crate::storage::Root;
@@ -19,7 +19,10 @@ pub async fn validate(
     let run_date = RunDate::new(date, cfg)?;
     let ctx = session(cfg)?;
     let root = Root::parse(&cfg.input)?;
-    let validated = ingest::load_inputs(&ctx, cfg, &root, &run_date).await?;
+    let validated = Scratch::within(cfg, "validate", true, |scratch| async move {
+        ingest::load_inputs(&ctx, cfg, &root, &run_date, &scratch).await
+    })
+    .await?;
     report(&validated.checks);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)
 }

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::engine::RunDate;
+use crate::engine::Scratch;
 use crate::error::Result;
 use crate::steps::demo_data;
 use crate::steps::scoring::train::{self, training_inputs, Request};
@@ -52,16 +53,19 @@ async fn train_missing(
     registry: &Registry,
     targets: &[Target],
 ) -> Result<()> {
-    let inputs = training_inputs(cfg, &Root::parse(&cfg.input)?, run_date).await?;
-    let mut snapshots = Snapshots::new();
-    for &target in targets {
-        let request = Request {
-            target,
-            as_of: *run_date,
-            fingerprint: &inputs.fingerprint,
-            export: None,
-        };
-        train::train(&inputs.ctx, cfg, registry, &request, &mut snapshots).await?;
-    }
-    Ok(())
+    Scratch::within(cfg, "demo-train", true, |scratch| async move {
+        let inputs = training_inputs(cfg, &Root::parse(&cfg.input)?, run_date, &scratch).await?;
+        let mut snapshots = Snapshots::new();
+        for &target in targets {
+            let request = Request {
+                target,
+                as_of: *run_date,
+                fingerprint: &inputs.fingerprint,
+                export: None,
+            };
+            train::train(&inputs.ctx, cfg, registry, &request, &mut snapshots).await?;
+        }
+        Ok(())
+    })
+    .await
 }

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, Utc};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{col, SessionContext};
 use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
 use crate::contracts;
 use crate::engine::catalog::{self, Job};
-use crate::engine::{params, run_jobs, session, Release, RunDate, Stages, Table};
+use crate::engine::{params, run_jobs, session, Release, RunDate, Scratch, Stages, Table};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, CheckedInputs, ValidatedInputs};
 use crate::steps::presenting::{lineage, metrics, report};
@@ -233,7 +233,12 @@ async fn run_with_lock(
         stale_after_minutes: cfg.lock_stale_after_minutes,
     };
     let result = match commit::recover(&this.output, &me).await {
-        Ok(_) => run_locked(cfg, this, shared).await,
+        Ok(_) => {
+            Scratch::within(cfg, &this.id, false, |scratch| async move {
+                run_locked(cfg, this, shared, &scratch).await
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     lock.release().await;
@@ -245,29 +250,35 @@ async fn run_locked(
     cfg: &Config,
     this: &ThisRun,
     shared: Option<&CheckedInputs>,
+    scratch: &Scratch,
 ) -> Result<RunReport> {
     let (run_date, output, run_id, started_at) =
         (this.date, &this.output, this.id.clone(), this.started_at);
     let input = Root::parse(&cfg.input)?;
-    let mut stages = Stages::default();
-    let mut notes = Notes::default();
-    let ctx = session(cfg)?;
-
+    let (mut stages, mut notes, ctx) = (Stages::default(), Notes::default(), session(cfg)?);
     let registry = Registry::open(cfg)?;
     let models = champions(&registry, cfg.allow_missing_models, &mut notes.scorer).await?;
 
     let t = stages.start();
     let validated = match shared {
-        Some(inputs) => inputs.register(&ctx, &run_date, cfg.target_partitions)?,
-        None => ingest::load_inputs(&ctx, cfg, &input, &run_date).await?,
+        Some(inputs) => inputs.register(&ctx, &run_date).await?,
+        None => ingest::load_inputs(&ctx, cfg, &input, &run_date, scratch).await?,
     };
     stages.done("load_and_validate_inputs", t);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
     let champions = (&models, &registry);
-    let computed = compute(&ctx, cfg, &run_date, output, champions, &mut stages).await?;
+    let computed = compute(
+        &ctx,
+        (cfg, scratch),
+        &run_date,
+        output,
+        champions,
+        &mut stages,
+    )
+    .await?;
     let tables = computed.tables;
-    notes.data.extend(cycle_warning(&tables));
+    notes.data.extend(cycle_warning(computed.cycles));
 
     let t = stages.start();
     let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
@@ -371,9 +382,19 @@ fn report_file(
 /// The intermediate table whose null generations mark referred_by cycles.
 const GENERATIONS: &str = "int_referral_generations";
 
-/// A data warning when customers sit on a referred_by cycle (their generation is null).
-fn cycle_warning(tables: &BTreeMap<String, Table>) -> Option<String> {
-    let cycles = tables.get(GENERATIONS)?.null_count("generation");
+/// Customers on a referred_by cycle (their generation is null).
+async fn cycles(ctx: &SessionContext) -> Result<usize> {
+    let on_cycle = col("generation").is_null();
+    Ok(ctx
+        .table(GENERATIONS)
+        .await?
+        .filter(on_cycle)?
+        .count()
+        .await?)
+}
+
+/// A data warning when customers sit on a referred_by cycle.
+fn cycle_warning(cycles: usize) -> Option<String> {
     if cycles == 0 {
         return None;
     }
@@ -419,10 +440,11 @@ async fn champions(
 
 /// Every table of the run: what earlier run dates published (lists, KPI rows), the SQL jobs that
 /// do not need the scores, the scoring step, the jobs that need the scores, then the realised
-/// quality of past scores. Inputs and intermediate tables are let go after their last reader.
+/// quality of past scores. Inputs and intermediate tables are let go after their last reader;
+/// intermediate tables are streamed into the scratch area rather than held.
 async fn compute(
     ctx: &SessionContext,
-    cfg: &Config,
+    (cfg, scratch): (&Config, &Scratch),
     run_date: &RunDate,
     output: &Root,
     models: Champions<'_>,
@@ -437,12 +459,14 @@ async fn compute(
     if !due.is_empty() {
         keep.extend(scoring::outcome::LABEL_TABLES);
     }
-    let release = Release::plan(&ordered, contracts::inputs(), &keep);
+    let release = Release::plan(&ordered, contracts::inputs(), &keep)
+        .spilling_to(scratch, &[catalog::KPI_BANDS]);
     let mut tables = BTreeMap::new();
     let t = stages.start();
     register_earlier(ctx, cfg, output, run_date).await?;
     stages.done("earlier_outputs", t);
     run_jobs(ctx, &early, &p, stages, &mut tables, &release).await?;
+    let cycles = cycles(ctx).await?;
 
     let t = stages.start();
     let features = tables
@@ -474,6 +498,7 @@ async fn compute(
     crate::engine::memory::log_peak(ctx);
     Ok(Computed {
         tables,
+        cycles,
         drift,
         outcomes,
     })
@@ -482,6 +507,8 @@ async fn compute(
 /// The tables of a run and the figures the manifest carries.
 struct Computed {
     tables: BTreeMap<String, Table>,
+    /// Customers on a referred_by cycle.
+    cycles: usize,
     drift: Vec<scoring::drift::Drift>,
     outcomes: Vec<scoring::outcome::Outcome>,
 }
@@ -617,7 +644,20 @@ pub async fn backfill(
     from: NaiveDate,
     to: NaiveDate,
     force: bool,
+    progress: impl FnMut(&DateOutcome),
+) -> Result<Vec<DateOutcome>> {
+    Scratch::within(cfg, "backfill", true, |scratch| async move {
+        backfill_in(cfg, (from, to), force, progress, &scratch).await
+    })
+    .await
+}
+
+async fn backfill_in(
+    cfg: &Config,
+    (from, to): (NaiveDate, NaiveDate),
+    force: bool,
     mut progress: impl FnMut(&DateOutcome),
+    scratch: &Scratch,
 ) -> Result<Vec<DateOutcome>> {
     if from > to {
         return Err(FlywheelError::Config(format!(
@@ -644,7 +684,7 @@ pub async fn backfill(
         } else {
             if shared.is_none() {
                 let first = RunDate::new(date, cfg)?;
-                shared = Some(CheckedInputs::load(cfg, &input, &first).await?);
+                shared = Some(CheckedInputs::load(cfg, &input, &first, scratch).await?);
             }
             let result = run_with(cfg, date, shared.as_ref()).await;
             let outcome = DateOutcome {

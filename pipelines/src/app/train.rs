@@ -5,8 +5,9 @@ use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::engine::RunDate;
+use crate::engine::Scratch;
 use crate::error::Result;
-use crate::steps::scoring::train::{self, training_inputs, Request, Trained};
+use crate::steps::scoring::train::{self, training_inputs, Request, Trained, TrainingInputs};
 use crate::steps::scoring::training_set::Snapshots;
 use crate::steps::scoring::{Registry, Target};
 use crate::storage::Root;
@@ -34,7 +35,20 @@ pub async fn train(cfg: &Config, settings: &TrainSettings) -> Result<Vec<Trained
         .as_deref()
         .map(Root::parse)
         .transpose()?;
-    let inputs = training_inputs(cfg, &Root::parse(&cfg.input)?, &as_of).await?;
+    Scratch::within(cfg, "train", true, |scratch| async move {
+        let inputs = training_inputs(cfg, &Root::parse(&cfg.input)?, &as_of, &scratch).await?;
+        train_each(cfg, settings, &inputs, as_of, export.as_ref()).await
+    })
+    .await
+}
+
+async fn train_each(
+    cfg: &Config,
+    settings: &TrainSettings,
+    inputs: &TrainingInputs,
+    as_of: RunDate,
+    export: Option<&Root>,
+) -> Result<Vec<TrainedTarget>> {
     let registry = Registry::open(cfg)?;
     let mut snapshots = Snapshots::new();
     let mut out = Vec::new();
@@ -44,7 +58,7 @@ pub async fn train(cfg: &Config, settings: &TrainSettings) -> Result<Vec<Trained
             target,
             as_of,
             fingerprint: &inputs.fingerprint,
-            export: export.as_ref(),
+            export,
         };
         let trained = train::train(&inputs.ctx, cfg, &registry, &request, &mut snapshots).await?;
         out.push(TrainedTarget {

@@ -19,6 +19,9 @@ fn hasher() -> FixedState {
 
 pub type KeySet<'a> = HashSet<&'a str, FixedState>;
 
+/// A set of owned values (e.g. the duplicated keys of an input).
+pub type ValueSet = HashSet<String, FixedState>;
+
 /// The column `name` of every batch as text (a no-op for string columns).
 pub fn text_column(batches: &[RecordBatch], name: &str) -> Result<Vec<StringArray>> {
     batches
@@ -74,6 +77,68 @@ pub fn duplicated<'a>(columns: &'a [StringArray], workers: usize) -> Result<KeyS
     Ok(out)
 }
 
+/// The 64-bit hashes of every value of a key column streamed batch by batch (8 bytes a row,
+/// never the values themselves): the first pass of finding duplicated keys in an input that is
+/// not held in memory.
+#[derive(Default)]
+pub struct KeyHashes(Vec<u64>);
+
+impl KeyHashes {
+    pub fn add(&mut self, column: &StringArray) {
+        let state = hasher();
+        self.0
+            .extend(column.iter().flatten().map(|v| state.hash_one(v)));
+    }
+
+    /// The hashes seen more than once: the duplicated values' and rare collisions'.
+    pub fn repeated(mut self) -> HashSet<u64, FixedState> {
+        self.0.sort_unstable();
+        self.0
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect()
+    }
+}
+
+/// The second pass: exact counts of the values whose hash was seen more than once.
+pub struct RepeatedValues {
+    hashes: HashSet<u64, FixedState>,
+    counts: HashMap<String, u32, FixedState>,
+}
+
+impl RepeatedValues {
+    pub fn new(hashes: HashSet<u64, FixedState>) -> Self {
+        RepeatedValues {
+            hashes,
+            counts: HashMap::with_hasher(hasher()),
+        }
+    }
+
+    /// Nothing to count: no hash was seen twice, so no value is duplicated.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    pub fn add(&mut self, column: &StringArray) {
+        let state = hasher();
+        for v in column.iter().flatten() {
+            if self.hashes.contains(&state.hash_one(v)) {
+                *self.counts.entry(v.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    /// The values that occur more than once.
+    pub fn duplicated(self) -> ValueSet {
+        self.counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(v, _)| v)
+            .collect()
+    }
+}
+
 /// Every value of `columns`, as a set.
 pub fn key_set(columns: &[StringArray]) -> KeySet<'_> {
     let rows: usize = columns.iter().map(|c| c.len() - c.null_count()).sum();
@@ -103,5 +168,24 @@ mod tests {
         let columns = [a];
         let keys = key_set(&columns);
         assert!(keys.contains("b") && !keys.contains("d") && keys.len() == 3);
+    }
+
+    #[test]
+    fn streamed_passes_find_the_same_duplicates() {
+        let a = StringArray::from(vec![Some("a"), Some("b"), None, Some("c")]);
+        let b = StringArray::from(vec![Some("c"), None, Some("d"), Some("a"), Some("a")]);
+        let mut hashes = KeyHashes::default();
+        hashes.add(&a);
+        hashes.add(&b);
+        let mut values = RepeatedValues::new(hashes.repeated());
+        assert!(!values.is_empty());
+        values.add(&a);
+        values.add(&b);
+        let mut found: Vec<String> = values.duplicated().into_iter().collect();
+        found.sort();
+        assert_eq!(found, vec!["a", "c"]);
+        let mut unique = KeyHashes::default();
+        unique.add(&StringArray::from(vec!["x", "y", "z"]));
+        assert!(RepeatedValues::new(unique.repeated()).is_empty());
     }
 }

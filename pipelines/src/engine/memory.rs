@@ -62,9 +62,14 @@ pub fn log_peak(ctx: &datafusion::prelude::SessionContext) {
     }
 }
 
-/// Whether a consumer is a repartition's output channel (`RepartitionExec[<partition>]`).
+/// Whether a consumer is granted without charging the budget: a repartition's output channel
+/// (`RepartitionExec[<partition>]`, see the module docs) or a recursive query's work table
+/// (`RecursiveQuery`). DataFusion 55 charges each batch a recursive query buffers by
+/// `get_array_memory_size`, which counts the whole buffers a sliced batch shares with its
+/// input: for `int_referral_generations` at 10M customers it asked for 10.8 GB while the whole
+/// process held 2.7 GB, and it cannot spill, so under a budget it failed a run that fits.
 fn is_repartition(consumer: &MemoryConsumer) -> bool {
-    consumer.name().starts_with("RepartitionExec")
+    consumer.name().starts_with("RepartitionExec") || consumer.name() == "RecursiveQuery"
 }
 
 impl std::fmt::Display for BudgetPool {

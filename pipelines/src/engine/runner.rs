@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use datafusion::prelude::SessionContext;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
 
-use super::catalog::{self, Job};
+use super::catalog::{self, Job, Layer};
 use super::run_date::{RunDate, DAY_NS};
+use super::scratch::Scratch;
 use super::stages::Stages;
 use super::table::Table;
 use crate::config::Config;
@@ -77,10 +80,13 @@ pub async fn explain_if_asked(ctx: &SessionContext, name: &str, sql: &str) -> Re
 }
 
 /// When the tables nobody publishes (inputs, intermediate results) can be let go: right after
-/// the last job that reads them, so a run does not hold every input until it ends.
+/// the last job that reads them, so a run does not hold every input until it ends. With a
+/// scratch area (`spilling_to`), intermediate results are not held at all: each streams into
+/// the scratch area as it is computed and later jobs read it from there by location.
 #[derive(Default)]
 pub struct Release {
     after: BTreeMap<String, Vec<String>>,
+    spill: Option<(Scratch, Vec<String>)>,
 }
 
 impl Release {
@@ -108,7 +114,20 @@ impl Release {
                 .or_default()
                 .push(table.to_string());
         }
-        Release { after }
+        Release { after, spill: None }
+    }
+
+    /// Stream intermediate results into `scratch`, except `held` (small tables Rust reads).
+    pub fn spilling_to(mut self, scratch: &Scratch, held: &[&str]) -> Self {
+        let held = held.iter().map(|t| t.to_string()).collect();
+        self.spill = Some((scratch.clone(), held));
+        self
+    }
+
+    /// Where `job`'s result goes instead of memory, if it is spilled.
+    fn spills(&self, job: &Job) -> Option<&Scratch> {
+        let (scratch, held) = self.spill.as_ref()?;
+        (job.layer == Layer::Intermediate && !held.contains(&job.name)).then_some(scratch)
     }
 
     fn after(&self, job: &str) -> &[String] {
@@ -134,11 +153,15 @@ pub async fn run_jobs(
         })?;
         let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         explain_if_asked(ctx, &job.name, &sql).await?;
-        let batches = df.collect().await?;
-        let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
-        let table = Table { schema, batches };
-        table.register(ctx, &job.name)?;
-        tables.insert(job.name.clone(), table);
+        if let Some(scratch) = release.spills(job) {
+            spill(ctx, df, scratch, &job.name).await?;
+        } else {
+            let batches = df.collect().await?;
+            let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
+            let table = Table { schema, batches };
+            table.register(ctx, &job.name)?;
+            tables.insert(job.name.clone(), table);
+        }
         for done in release.after(&job.name) {
             ctx.deregister_table(done.as_str())?;
             tables.remove(done);
@@ -148,10 +171,23 @@ pub async fn run_jobs(
     Ok(())
 }
 
+/// Stream a job's result into the scratch area and register it there under `name`.
+async fn spill(ctx: &SessionContext, df: DataFrame, scratch: &Scratch, name: &str) -> Result<()> {
+    let plan = df.create_physical_plan().await?;
+    let schema = plan.schema();
+    let rel = format!("tables/{name}.parquet");
+    let mut file = scratch.writer(&rel, schema.clone())?;
+    let mut batches = execute_stream(plan, ctx.task_ctx())?;
+    while let Some(batch) = batches.next().await {
+        file.write(&batch?).await?;
+    }
+    file.finish().await?;
+    scratch.register(ctx, name, &rel, schema)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::catalog::Layer;
 
     fn job(name: &str, publish: bool, reads: &[&str]) -> Job {
         Job {

@@ -23,6 +23,12 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
         .with_information_schema(false);
     // Published strings are plain Utf8, which every reader understands.
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    // Scratch files are read as written (plain Utf8, not the view types DataFusion prefers).
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     super::udf::register(&ctx);
     Ok(ctx)

@@ -1,19 +1,19 @@
 //! Ingest: read the four exports from the input root, convert their physical types to the
 //! contracts' (`read`), and apply the row rules generated from the contracts (`rules`, with the
-//! key checks of `contracts::keys`). Accepted rows before as_of are registered in the query
-//! session under each input's name; broken rows are returned as rejects with their reasons.
+//! key checks of `contracts::keys`), streaming: no input is held in memory. Valid rows are
+//! written once to the run's scratch area and those before as_of registered in the query session
+//! under each input's name, by location; broken rows are returned as rejects with their reasons.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 use tracing::info;
 
 use crate::config::Config;
 use crate::contracts;
-use crate::engine::RunDate;
+use crate::engine::{RunDate, Scratch};
 use crate::error::{FlywheelError, Result};
 use crate::storage::Root;
 
@@ -30,15 +30,16 @@ pub struct ValidatedInputs {
     pub rejects: BTreeMap<String, Vec<RecordBatch>>,
 }
 
-/// Read and validate every input; the accepted rows before the run date's as_of are registered
-/// in `ctx` under the inputs' names.
+/// Read and validate every input, streaming its valid rows into `scratch`; the valid rows before
+/// the run date's as_of are registered in `ctx` under the inputs' names.
 pub async fn load_inputs(
     ctx: &SessionContext,
     cfg: &Config,
     input: &Root,
     run_date: &RunDate,
+    scratch: &Scratch,
 ) -> Result<ValidatedInputs> {
-    Ok(load(ctx, cfg, input, run_date, false).await?.0)
+    Ok(load(ctx, cfg, input, run_date, scratch).await?.0)
 }
 
 /// Inputs read and validated once, for runs of several dates (a backfill): each date registers
@@ -49,24 +50,29 @@ pub struct CheckedInputs {
 }
 
 impl CheckedInputs {
-    /// Read and validate every input once (as of `first`, which only sets the counts logged).
-    pub async fn load(cfg: &Config, input: &Root, first: &RunDate) -> Result<CheckedInputs> {
+    /// Read and validate every input once into `scratch` (as of `first`, which only sets the
+    /// counts logged).
+    pub async fn load(
+        cfg: &Config,
+        input: &Root,
+        first: &RunDate,
+        scratch: &Scratch,
+    ) -> Result<CheckedInputs> {
         let ctx = crate::engine::session(cfg)?;
-        let (validated, inputs) = load(&ctx, cfg, input, first, true).await?;
+        let (validated, inputs) = load(&ctx, cfg, input, first, scratch).await?;
         Ok(CheckedInputs { validated, inputs })
     }
 
-    /// Register the accepted rows before `run_date`'s as_of in `ctx`; the checks, files and
+    /// Register the valid rows before `run_date`'s as_of in `ctx`; the checks, files and
     /// rejects are those of the one reading, the `used` counts this date's.
-    pub fn register(
+    pub async fn register(
         &self,
         ctx: &SessionContext,
         run_date: &RunDate,
-        partitions: usize,
     ) -> Result<ValidatedInputs> {
         let mut checks = self.validated.checks.clone();
         for (check, input) in checks.iter_mut().zip(&self.inputs) {
-            check.used = input.register(ctx, run_date.as_of_ns(), partitions)?;
+            check.used = input.register(ctx, run_date.as_of_ns()).await?;
         }
         Ok(ValidatedInputs {
             checks,
@@ -81,84 +87,51 @@ impl CheckedInputs {
     }
 }
 
+/// Every input in the contracts' order (the CRM first: the others' foreign keys look up its
+/// valid rows), each streamed from its files through the row rules into the scratch area and
+/// registered as of the run date before the next is read.
 async fn load(
     ctx: &SessionContext,
     cfg: &Config,
     input: &Root,
     run_date: &RunDate,
-    keep: bool,
+    scratch: &Scratch,
 ) -> Result<(ValidatedInputs, Vec<rules::CheckedInput>)> {
-    let as_of_ns = run_date.as_of_ns();
     let mut kept = Vec::new();
-    let inputs = contracts::inputs();
     let mut out = ValidatedInputs {
         checks: vec![],
         files: BTreeMap::new(),
         rejects: BTreeMap::new(),
     };
-    // Reading (Parquet decoding and type conversion, on tokio's workers) runs one input ahead of
-    // the row rules: while an input is validated, the next one is read. Inputs are validated in
-    // the contracts' order, the CRM first, since the others' foreign keys look up its accepted rows.
-    let (tx, mut rx) = futures::channel::mpsc::channel(0);
-    let root = input.clone();
-    let reader = AbortOnDrop(tokio::spawn(async move {
-        let mut tx = tx;
-        for name in inputs {
-            let started = Instant::now();
-            let loaded = match contracts::contract(name) {
-                Ok(c) => read::load_input(&root, &c).await.map(|l| (c, l)),
-                Err(e) => Err(e),
-            };
-            let failed = loaded.is_err();
-            let read = (loaded, started.elapsed().as_secs_f64());
-            if futures::SinkExt::send(&mut tx, read).await.is_err() || failed {
-                break;
-            }
-        }
-    }));
-    for name in inputs {
-        let (loaded, read_seconds) = rx
-            .next()
-            .await
-            .ok_or_else(|| FlywheelError::internal("the input reader stopped early"))?;
-        let (contract, loaded) = loaded?;
+    for name in contracts::inputs() {
         let started = Instant::now();
-        let files = loaded.files.clone();
-        let (check, rejects, checked) = rules::validate_input(
+        let contract = contracts::contract(name)?;
+        let listed = read::require_files(input, name).await?;
+        let (mut check, rejects, checked, files) = rules::validate_input(
             ctx,
             &contract,
-            loaded,
-            as_of_ns,
+            input,
+            listed,
+            scratch,
             cfg.target_partitions,
-            keep,
         )
         .await?;
-        kept.extend(checked);
+        check.used = checked.register(ctx, run_date.as_of_ns()).await?;
         info!(
             input = name,
             rows = check.rows,
             rejected = check.rejected,
             used = check.used,
             files = files.len(),
-            read_seconds,
-            rules_seconds = started.elapsed().as_secs_f64(),
+            seconds = started.elapsed().as_secs_f64(),
             "input checked"
         );
+        kept.push(checked);
         out.files.insert(name.to_string(), files);
         out.rejects.insert(name.to_string(), rejects);
         out.checks.push(check);
     }
-    drop(reader);
     Ok((out, kept))
-}
-
-/// A spawned task that is cancelled when this guard goes out of scope (e.g. on an early error).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Fail the run when an input's reject share is above the threshold.

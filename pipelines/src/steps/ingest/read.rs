@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringBuilder,
+    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray, StringBuilder,
     TimestampNanosecondArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
@@ -15,13 +15,14 @@ use arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::{SinkExt, StreamExt};
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use serde::Serialize;
 
 use crate::contracts::{ColType, Contract};
 use crate::error::{FlywheelError, Result};
-use crate::storage::{Listed, Root};
+use crate::storage::{Listed, ParquetReader, Root};
 
 /// Name of the column that carries conversion problems of a row into validation.
 pub const CONVERSION_ERRORS: &str = "_conversion_errors";
@@ -35,14 +36,6 @@ pub struct InputFile {
     pub size: u64,
     pub last_modified: String,
     pub rows: u64,
-}
-
-pub struct LoadedInput {
-    /// Batches in the staging schema: contract columns (integers widened to int64 so that an
-    /// out-of-range value can be reported by row), then `_row`, `_conversion_errors`.
-    pub batches: Vec<RecordBatch>,
-    pub schema: SchemaRef,
-    pub files: Vec<InputFile>,
 }
 
 /// The type a contract column has while it is being validated.
@@ -75,9 +68,8 @@ pub async fn input_files(root: &Root, table: &str) -> Result<Vec<crate::storage:
         .collect())
 }
 
-/// Read every Parquet file of one input.
-pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput> {
-    let table = &contract.table;
+/// The Parquet files of input `table`, or an error for people when there are none.
+pub async fn require_files(root: &Root, table: &str) -> Result<Vec<Listed>> {
     let files = input_files(root, table).await?;
     if files.is_empty() {
         return Err(FlywheelError::input(
@@ -87,32 +79,97 @@ pub async fn load_input(root: &Root, contract: &Contract) -> Result<LoadedInput>
             "export the table there (Hive-style key=value/ folders are fine)",
         ));
     }
-    let schema = staging_schema(contract);
-    // Files are read and converted on tokio's workers, two at a time, and kept in listing order.
-    let reads = files.into_iter().map(|listed| {
-        let (root, contract) = (root.clone(), contract.clone());
-        tokio::spawn(async move { read_file(&root, listed, &contract).await })
-    });
-    let mut batches = Vec::new();
-    let mut infos = Vec::new();
-    let mut next_row = 0i64;
-    let mut done = futures::stream::iter(reads).buffered(2);
-    while let Some(joined) = done.next().await {
-        let (file_batches, info) = joined.map_err(FlywheelError::internal)??;
-        for mut columns in file_batches {
-            let n = columns.first().map_or(0, |c| c.len()) as i64;
-            let numbers = Int64Array::from_iter_values(next_row..next_row + n);
-            columns.insert(contract.columns.len(), Arc::new(numbers));
-            next_row += n;
-            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+    Ok(files)
+}
+
+/// The text of the `columns` (contract columns) of every file of one input, batch by batch, as
+/// staging converts them (a value that does not convert is null, as in the staged row): the
+/// first, narrow pass that finds duplicated keys without holding the input.
+pub async fn for_each_key_batch(
+    root: &Root,
+    contract: &Contract,
+    files: &[Listed],
+    columns: &[String],
+    mut each: impl FnMut(&[StringArray]) -> Result<()>,
+) -> Result<()> {
+    for listed in files {
+        let (mut stream, unreadable) = open_file(root, listed, contract, Some(columns)).await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| unreadable(&e))?;
+            let mut problems = Problems(vec![None; batch.num_rows()]);
+            let texts = columns
+                .iter()
+                .map(|name| {
+                    let col = contract
+                        .columns
+                        .iter()
+                        .find(|c| &c.name == name)
+                        .ok_or_else(|| FlywheelError::internal(format!("no key column {name}")))?;
+                    let src = batch
+                        .column_by_name(name)
+                        .ok_or_else(|| FlywheelError::internal(format!("{name} not read")))?;
+                    let staged = convert_column(src, col.ty, name, &mut problems)?;
+                    let text = arrow::compute::cast(&staged, &DataType::Utf8)?;
+                    Ok(text.as_string::<i32>().clone())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            each(&texts)?;
         }
-        infos.push(info);
     }
-    Ok(LoadedInput {
-        batches,
-        schema,
-        files: infos,
-    })
+    Ok(())
+}
+
+/// Stream every file of one input in listing order, converted to the staging schema and with
+/// the rows numbered across files, through a small channel (the reading and converting runs on
+/// a tokio worker while the caller checks what came before). The task returns the files read.
+pub fn stream_input(
+    root: &Root,
+    contract: &Contract,
+    files: Vec<Listed>,
+) -> (
+    futures::channel::mpsc::Receiver<Result<RecordBatch>>,
+    tokio::task::JoinHandle<Vec<InputFile>>,
+) {
+    let (mut tx, rx) = futures::channel::mpsc::channel(2);
+    let (root, contract) = (root.clone(), contract.clone());
+    let task = tokio::spawn(async move {
+        let schema = staging_schema(&contract);
+        let mut infos = Vec::new();
+        let mut next_row = 0i64;
+        for listed in files {
+            let mut rows = 0u64;
+            let sent = async {
+                let (mut stream, unreadable) = open_file(&root, &listed, &contract, None).await?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(|e| unreadable(&e))?;
+                    let mut columns = convert_batch(&batch, &contract)?;
+                    let n = batch.num_rows() as i64;
+                    let numbers = Int64Array::from_iter_values(next_row..next_row + n);
+                    columns.insert(contract.columns.len(), Arc::new(numbers));
+                    next_row += n;
+                    rows += n as u64;
+                    let staged = RecordBatch::try_new(schema.clone(), columns)?;
+                    if tx.send(Ok(staged)).await.is_err() {
+                        break; // the caller stopped
+                    }
+                }
+                Ok::<_, FlywheelError>(())
+            }
+            .await;
+            if let Err(e) = sent {
+                let _ = tx.send(Err(e)).await;
+                break;
+            }
+            infos.push(InputFile {
+                path: listed.path,
+                size: listed.size,
+                last_modified: listed.last_modified,
+                rows,
+            });
+        }
+        infos
+    });
+    (rx, task)
 }
 
 /// Which file of an input holds row number `row` (files in listing order, as loaded).
@@ -127,22 +184,28 @@ pub fn file_of_row(files: &[InputFile], row: i64) -> &str {
     files.last().map_or("", |f| f.path.as_str())
 }
 
-/// Read one input file: check its columns against the contract, read only those, convert.
-/// Returns each batch's columns (contract columns, then the conversion errors).
-async fn read_file(
+type Unreadable = Box<dyn Fn(&dyn std::fmt::Display) -> FlywheelError + Send + Sync>;
+
+/// Open one input file: check its columns against the contract and stream its batches with the
+/// contract columns only (or only `only` of them); also returns how to report a read failure.
+async fn open_file(
     root: &Root,
-    listed: Listed,
+    listed: &Listed,
     contract: &Contract,
-) -> Result<(Vec<Vec<ArrayRef>>, InputFile)> {
-    let table = &contract.table;
+    only: Option<&[String]>,
+) -> Result<(ParquetRecordBatchStream<ParquetReader>, Unreadable)> {
+    let table = contract.table.clone();
     let shown = root.display(&listed.path);
-    let unreadable = |e: &dyn std::fmt::Display| {
-        FlywheelError::input(
-            table,
-            Some(shown.clone()),
-            format!("not a readable Parquet file ({e})"),
-            "re-export it",
-        )
+    let unreadable: Unreadable = {
+        let (table, shown) = (table.clone(), shown.clone());
+        Box::new(move |e: &dyn std::fmt::Display| {
+            FlywheelError::input(
+                &table,
+                Some(shown.clone()),
+                format!("not a readable Parquet file ({e})"),
+                "re-export it",
+            )
+        })
     };
     let reader = root.parquet_reader(&listed.path, listed.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
@@ -153,7 +216,7 @@ async fn read_file(
     for col in &contract.columns {
         let Some((idx, field)) = file_schema.column_with_name(&col.name) else {
             return Err(FlywheelError::input(
-                table,
+                &table,
                 Some(shown),
                 format!("has no column {} (expected {})", col.name, col.ty.name()),
                 "every contract column must be present: add it (nullable columns may be all null)",
@@ -161,7 +224,7 @@ async fn read_file(
         };
         if !compatible(field.data_type(), col.ty) {
             return Err(FlywheelError::input(
-                table,
+                &table,
                 Some(shown),
                 format!(
                     "column {} has type {} but the contract expects {}",
@@ -172,28 +235,18 @@ async fn read_file(
                 "re-export it with a compatible type",
             ));
         }
-        roots.push(idx);
+        if only.is_none_or(|o| o.contains(&col.name)) {
+            roots.push(idx);
+        }
     }
+    roots.sort_unstable();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let stream = builder
         .with_projection(mask)
         .with_batch_size(65_536)
         .build()
         .map_err(|e| unreadable(&e))?;
-    let raw: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| unreadable(&e))?;
-    let mut rows = 0u64;
-    let mut batches = Vec::with_capacity(raw.len());
-    for batch in raw {
-        rows += batch.num_rows() as u64;
-        batches.push(convert_batch(&batch, contract)?);
-    }
-    let info = InputFile {
-        path: listed.path,
-        size: listed.size,
-        last_modified: listed.last_modified,
-        rows,
-    };
-    Ok((batches, info))
+    Ok((stream, unreadable))
 }
 
 fn is_string(t: &DataType) -> bool {

@@ -1,22 +1,26 @@
 //! Row rules (domain.md, "Row rules, precisely"), generated from the contracts: required
 //! columns, uniqueness (every copy of a duplicated key is rejected), enumerations, ranges,
 //! integer widths, foreign keys and the contract's row predicates. Rows that break a rule are
-//! quarantined with their reasons; the rest are registered under the input's name.
+//! quarantined with their reasons; the rest are streamed to the run's scratch area and registered
+//! under the input's name by location.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use std::collections::BTreeSet;
-
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{col, lit, SessionContext};
+use futures::StreamExt;
 use serde::Serialize;
 
-use super::read::{file_of_row, InputFile, LoadedInput, CONVERSION_ERRORS, ROW_NUMBER};
+use super::read::{self, file_of_row, InputFile, CONVERSION_ERRORS, ROW_NUMBER};
 use crate::contracts::keys;
 use crate::contracts::{ColType, Contract};
+use crate::engine::Scratch;
 use crate::error::{FlywheelError, Result};
+use crate::storage::{Listed, Root};
 
 /// The column of quarantined rows that names the file each came from.
 const SOURCE_FILE: &str = "_source_file";
@@ -157,36 +161,61 @@ pub fn rule_sql(contract: &Contract, raw: &str) -> String {
     )
 }
 
-/// The loaded batches with one boolean column per unique key (`_dup_<column>`: the value occurs
-/// more than once) and per foreign key (`_fk_<column>`: the referenced input's accepted rows do
-/// not hold the value), for the rule SQL.
-async fn mark_keys(
+/// What the key rules look values up in: for each unique column the values that occur more
+/// than once in the whole input, for each foreign-key column the referenced input's accepted
+/// keys.
+struct KeyLookups<'a> {
+    duplicated: BTreeMap<String, keys::ValueSet>,
+    known: BTreeMap<String, keys::KeySet<'a>>,
+}
+
+/// The duplicated values of every unique column of an input, found in two narrow passes over its
+/// files (the key columns only): the hashes of every value, then exact counts of the values
+/// whose hash was seen twice. The input itself is never held.
+async fn duplicated_keys(
+    root: &Root,
+    contract: &Contract,
+    files: &[Listed],
+) -> Result<BTreeMap<String, keys::ValueSet>> {
+    let unique: Vec<String> = contract
+        .columns
+        .iter()
+        .filter(|c| c.unique)
+        .map(|c| c.name.clone())
+        .collect();
+    if unique.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let mut hashes: Vec<keys::KeyHashes> = unique.iter().map(|_| Default::default()).collect();
+    read::for_each_key_batch(root, contract, files, &unique, |texts| {
+        hashes.iter_mut().zip(texts).for_each(|(h, t)| h.add(t));
+        Ok(())
+    })
+    .await?;
+    let mut values: Vec<keys::RepeatedValues> = hashes
+        .into_iter()
+        .map(|h| keys::RepeatedValues::new(h.repeated()))
+        .collect();
+    if values.iter().any(|v| !v.is_empty()) {
+        read::for_each_key_batch(root, contract, files, &unique, |texts| {
+            values.iter_mut().zip(texts).for_each(|(v, t)| v.add(t));
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(unique
+        .into_iter()
+        .zip(values.into_iter().map(keys::RepeatedValues::duplicated))
+        .collect())
+}
+
+/// The accepted keys of every input the contract's foreign keys reference (one column each).
+async fn referenced_keys(
     ctx: &SessionContext,
     contract: &Contract,
-    batches: &[RecordBatch],
-    schema: &SchemaRef,
-    workers: usize,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let flags = |text: &[StringArray], f: &(dyn Fn(&str) -> bool + Sync)| {
-        crate::parallel::map_ordered(text, workers, |a| {
-            let marks: BooleanArray = a.iter().map(|v| Some(v.is_some_and(f))).collect();
-            Ok(Arc::new(marks) as ArrayRef)
-        })
-    };
-    let mut marks: Vec<(String, Vec<ArrayRef>)> = Vec::new();
+) -> Result<BTreeMap<String, Vec<StringArray>>> {
+    let mut out = BTreeMap::new();
     for col in &contract.columns {
-        if col.unique {
-            let text = keys::text_column(batches, &col.name)?;
-            let dups = keys::duplicated(&text, workers)?;
-            let marked = if dups.is_empty() {
-                text.iter()
-                    .map(|a| Arc::new(BooleanArray::from(vec![false; a.len()])) as ArrayRef)
-                    .collect()
-            } else {
-                flags(&text, &|v| dups.contains(v))?
-            };
-            marks.push((duplicate_mark(&col.name), marked));
-        }
         if let Some((table, key)) = &col.references {
             let referenced = ctx
                 .table(table.as_str())
@@ -200,8 +229,42 @@ async fn mark_keys(
                 .select_columns(&[key.as_str()])?
                 .collect()
                 .await?;
-            let known_text = keys::text_column(&referenced, key)?;
-            let known = keys::key_set(&known_text);
+            out.insert(col.name.clone(), keys::text_column(&referenced, key)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The staged batches with one boolean column per unique key (`_dup_<column>`: the value occurs
+/// more than once in the input) and per foreign key (`_fk_<column>`: the referenced input's
+/// accepted rows do not hold the value), for the rule SQL.
+fn mark_keys(
+    contract: &Contract,
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    workers: usize,
+    lookups: &KeyLookups<'_>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let flags = |text: &[StringArray], f: &(dyn Fn(&str) -> bool + Sync)| {
+        crate::parallel::map_ordered(text, workers, |a| {
+            let marks: BooleanArray = a.iter().map(|v| Some(v.is_some_and(f))).collect();
+            Ok(Arc::new(marks) as ArrayRef)
+        })
+    };
+    let mut marks: Vec<(String, Vec<ArrayRef>)> = Vec::new();
+    for col in &contract.columns {
+        if let Some(dups) = lookups.duplicated.get(&col.name) {
+            let text = keys::text_column(batches, &col.name)?;
+            let marked = if dups.is_empty() {
+                text.iter()
+                    .map(|a| Arc::new(BooleanArray::from(vec![false; a.len()])) as ArrayRef)
+                    .collect()
+            } else {
+                flags(&text, &|v| dups.contains(v))?
+            };
+            marks.push((duplicate_mark(&col.name), marked));
+        }
+        if let Some(known) = lookups.known.get(&col.name) {
             let text = keys::text_column(batches, &col.name)?;
             marks.push((
                 missing_mark(&col.name),
@@ -228,113 +291,199 @@ async fn mark_keys(
     Ok((marked_schema, marked))
 }
 
-/// An input after its row rules, kept so that runs of several dates can register it without
-/// reading and checking it again (a backfill): the staged batches and the numbers of the rows
-/// that break a rule. The rules do not depend on the run date; only the as_of filter does.
+/// An input after its row rules: its valid rows (every date's) in the scratch area, so that each
+/// run date registers the rows before its own as_of without reading the export again.
+#[derive(Clone)]
 pub struct CheckedInput {
     pub contract: Contract,
-    pub batches: Vec<RecordBatch>,
-    pub bad: BTreeSet<i64>,
+    scratch: Scratch,
+    rel: String,
+    rows: u64,
+    /// The latest event time of the valid rows (ns; None for the CRM or an empty log).
+    latest: Option<i64>,
 }
 
 impl CheckedInput {
-    /// Register the accepted rows before `as_of_ns` under the input's name; returns their count.
-    pub fn register(&self, ctx: &SessionContext, as_of_ns: i64, partitions: usize) -> Result<u64> {
-        register_accepted(
-            ctx,
-            &self.contract,
-            self.batches.iter().cloned(),
-            &self.bad,
-            as_of_ns,
-            partitions,
-        )
+    /// Register the valid rows before `as_of_ns` under the input's name, read from the scratch
+    /// file by the engine; returns their count. When every row is before as_of (an export cut
+    /// at the run date) the file itself is the table, with its exact row count for the planner;
+    /// otherwise a view filters it (the filter pushed into the scan).
+    pub async fn register(&self, ctx: &SessionContext, as_of_ns: i64) -> Result<u64> {
+        let table = self.contract.table.as_str();
+        let schema = self.contract.schema();
+        if self.latest.is_none_or(|t| t < as_of_ns) {
+            self.scratch.register(ctx, table, &self.rel, schema)?;
+            return Ok(self.rows);
+        }
+        let valid = format!("valid_{table}");
+        self.scratch
+            .register(ctx, &valid, &self.rel, schema.clone())?;
+        let mut rows = ctx.table(valid.as_str()).await?;
+        ctx.deregister_table(&valid)?;
+        if let Some(t) = event_time_column(table) {
+            let instant = match schema.field_with_name(t)?.data_type() {
+                DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+                    lit(ScalarValue::TimestampNanosecond(Some(as_of_ns), tz.clone()))
+                }
+                _ => {
+                    return Err(FlywheelError::internal(format!(
+                        "{table}.{t} is not a timestamp"
+                    )))
+                }
+            };
+            rows = rows.filter(col(t).lt(instant))?;
+        }
+        ctx.deregister_table(table)?;
+        ctx.register_table(table, rows.into_view())?;
+        Ok(ctx.table(table).await?.count().await? as u64)
     }
 }
 
-/// Validate one loaded input; registers the accepted rows (before as_of) under the input's name and
-/// returns the check and the quarantined rows, and with `keep` the checked input for other dates.
+/// Rows of the staged input checked at a time: the rule SQL runs over one chunk in memory.
+const CHUNK_ROWS: usize = 524_288;
+
+/// Validate one input, streamed from its files: the duplicated keys first (two narrow passes),
+/// then chunk by chunk the row rules, the broken rows kept and the valid rows written to the
+/// scratch area. Returns the check (`used` is set when a date registers it), the quarantined
+/// rows, the checked input and the files read.
 pub async fn validate_input(
     ctx: &SessionContext,
     contract: &Contract,
-    loaded: LoadedInput,
-    as_of_ns: i64,
+    input: &Root,
+    files: Vec<Listed>,
+    scratch: &Scratch,
     partitions: usize,
-    keep: bool,
-) -> Result<(InputCheck, Vec<RecordBatch>, Option<CheckedInput>)> {
+) -> Result<(InputCheck, Vec<RecordBatch>, CheckedInput, Vec<InputFile>)> {
     let table = &contract.table;
-    let rows: u64 = loaded.batches.iter().map(|b| b.num_rows() as u64).sum();
-    let (planned, broken) = broken_rows(ctx, contract, &loaded, partitions).await?;
-    let mut bad = BTreeSet::new();
-    for b in &broken {
-        let numbers = b
-            .column_by_name(ROW_NUMBER)
-            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _row"))?;
-        bad.extend(numbers.as_primitive::<Int64Type>().values().iter().copied());
+    let duplicated = duplicated_keys(input, contract, &files).await?;
+    let referenced = referenced_keys(ctx, contract).await?;
+    let lookups = KeyLookups {
+        duplicated,
+        known: referenced
+            .iter()
+            .map(|(c, a)| (c.clone(), keys::key_set(a)))
+            .collect(),
+    };
+    let staged = read::staging_schema(contract);
+    let mut valid = scratch.writer(&format!("inputs/{table}.parquet"), contract.schema())?;
+    let (mut batches, reader) = read::stream_input(input, contract, files);
+    let (mut chunk, mut chunk_rows, mut rows) = (Vec::new(), 0usize, 0u64);
+    let (mut broken, mut planned, mut latest) = (Vec::new(), None, None);
+    loop {
+        let next = batches.next().await.transpose()?;
+        let end = next.is_none();
+        if let Some(batch) = next {
+            (rows, chunk_rows) = (
+                rows + batch.num_rows() as u64,
+                chunk_rows + batch.num_rows(),
+            );
+            chunk.push(batch);
+        }
+        if chunk_rows >= CHUNK_ROWS || (end && (chunk_rows > 0 || planned.is_none())) {
+            let (marked_schema, marked) =
+                mark_keys(contract, &chunk, &staged, partitions, &lookups)?;
+            let (plan, bad_rows) =
+                broken_rows(ctx, contract, marked_schema, marked, partitions).await?;
+            for b in valid_rows(
+                contract,
+                std::mem::take(&mut chunk),
+                &row_numbers(&bad_rows)?,
+            )? {
+                latest = latest.max(latest_event(contract, &b)?);
+                valid.write(&b).await?;
+            }
+            (planned, chunk_rows) = (Some(plan), 0);
+            broken.extend(bad_rows);
+        }
+        if end {
+            break;
+        }
     }
-    let files = loaded.files;
-    let kept = keep.then(|| CheckedInput {
+    let files = reader.await.map_err(FlywheelError::internal)?;
+    let (rel, valid_count) = valid.finish().await?;
+    let checked = CheckedInput {
         contract: contract.clone(),
-        batches: loaded.batches.clone(),
-        bad: bad.clone(),
-    });
-    let used = register_accepted(ctx, contract, loaded.batches, &bad, as_of_ns, partitions)?;
+        scratch: scratch.clone(),
+        rel,
+        rows: valid_count,
+        latest,
+    };
+    let planned = planned.ok_or_else(|| FlywheelError::internal("the row rules never ran"))?;
+    let (check, rejects) = quarantined(ctx, contract, rows, planned, broken, &files).await?;
+    Ok((check, rejects, checked, files))
+}
+
+/// The check of an input and its quarantined rows, from the broken rows of every chunk.
+async fn quarantined(
+    ctx: &SessionContext,
+    contract: &Contract,
+    rows: u64,
+    planned: Schema,
+    broken: Vec<RecordBatch>,
+    files: &[InputFile],
+) -> Result<(InputCheck, Vec<RecordBatch>)> {
+    let table = &contract.table;
     let checked_name = format!("checked_{table}");
-    register_checked(ctx, &checked_name, planned, broken, &files)?;
-    let rejects = quarantine(ctx, contract, &checked_name).await?;
+    register_checked(ctx, &checked_name, planned, broken, files)?;
+    let rejects = quarantine(ctx, contract, &checked_name).await;
     let top_reasons = top_reasons(ctx, &checked_name).await;
     ctx.deregister_table(&checked_name)?;
-    let top_reasons = top_reasons?;
+    let (rejects, top_reasons) = (rejects?, top_reasons?);
     let rejected: u64 = rejects.iter().map(|b| b.num_rows() as u64).sum();
     let reject_share = if rows == 0 {
         0.0
     } else {
         rejected as f64 / rows as f64
     };
-    Ok((
-        InputCheck {
-            input: table.clone(),
-            rows,
-            rejected,
-            reject_share,
-            used,
-            top_reasons,
-        },
-        rejects,
-        kept,
-    ))
+    let check = InputCheck {
+        input: table.clone(),
+        rows,
+        rejected,
+        reject_share,
+        used: 0,
+        top_reasons,
+    };
+    Ok((check, rejects))
 }
 
-/// Register the accepted rows before as_of of `batches` under the contract's table name.
-fn register_accepted(
-    ctx: &SessionContext,
-    contract: &Contract,
-    batches: impl IntoIterator<Item = RecordBatch>,
-    bad: &BTreeSet<i64>,
-    as_of_ns: i64,
-    partitions: usize,
-) -> Result<u64> {
-    let (schema, accepted, used) = accepted_rows(contract, batches, bad, as_of_ns)?;
-    // A backfill registers the input again for the next date.
-    ctx.deregister_table(contract.table.as_str())?;
-    ctx.register_table(
-        contract.table.as_str(),
-        Arc::new(MemTable::try_new(schema, split(accepted, partitions))?),
-    )?;
-    Ok(used)
+/// The latest event time (ns) in `batch` of a log input (None for the CRM or no rows).
+fn latest_event(contract: &Contract, batch: &RecordBatch) -> Result<Option<i64>> {
+    let Some(t) = event_time_column(&contract.table) else {
+        return Ok(None);
+    };
+    let ts = batch
+        .column_by_name(t)
+        .ok_or_else(|| FlywheelError::internal(format!("{}: no {t}", contract.table)))?;
+    if ts.null_count() > 0 {
+        return Ok(Some(i64::MAX)); // a row without a time: let the as_of filter decide
+    }
+    let ns = arrow::compute::cast(ts, &DataType::Int64)?;
+    Ok(arrow::compute::max(ns.as_primitive::<Int64Type>()))
 }
 
-/// The raw rows that break a rule (with `_row` and `_reasons`), and the schema the rule SQL
-/// plans (for when no row breaks one).
+/// The row numbers of the broken rows.
+fn row_numbers(broken: &[RecordBatch]) -> Result<BTreeSet<i64>> {
+    let mut bad = BTreeSet::new();
+    for b in broken {
+        let numbers = b
+            .column_by_name(ROW_NUMBER)
+            .ok_or_else(|| FlywheelError::internal("the row-rule SQL lost _row"))?;
+        bad.extend(numbers.as_primitive::<Int64Type>().values().iter().copied());
+    }
+    Ok(bad)
+}
+
+/// The rows of one marked chunk that break a rule (with `_row` and `_reasons`), and the schema
+/// the rule SQL plans (for when no row breaks one).
 async fn broken_rows(
     ctx: &SessionContext,
     contract: &Contract,
-    loaded: &LoadedInput,
+    marked_schema: SchemaRef,
+    marked: Vec<RecordBatch>,
     partitions: usize,
 ) -> Result<(Schema, Vec<RecordBatch>)> {
     let table = &contract.table;
     let raw = format!("raw_{table}");
-    let (marked_schema, marked) =
-        mark_keys(ctx, contract, &loaded.batches, &loaded.schema, partitions).await?;
     ctx.register_table(
         &raw,
         Arc::new(MemTable::try_new(marked_schema, split(marked, partitions))?),
@@ -351,36 +500,19 @@ async fn broken_rows(
     broken
 }
 
-/// The loaded batches without the broken rows (by row number) and, for a log input, without the
-/// rows at or after as_of, in the contract's schema. Returns that schema, the batches and their
-/// row count.
-fn accepted_rows(
+/// The staged batches without the broken rows (by row number), in the contract's schema.
+fn valid_rows(
     contract: &Contract,
-    batches: impl IntoIterator<Item = RecordBatch>,
+    batches: Vec<RecordBatch>,
     bad: &BTreeSet<i64>,
-    as_of_ns: i64,
-) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+) -> Result<Vec<RecordBatch>> {
     let table = &contract.table;
     let schema = contract.schema();
-    let time_column = event_time_column(table);
-    let mut accepted = Vec::new();
-    let mut used = 0u64;
+    let mut valid = Vec::new();
     for batch in batches {
-        let mut keep = without_rows(&batch, bad)?;
-        if let Some(t) = time_column {
-            let ts = batch.column_by_name(t).ok_or_else(|| {
-                FlywheelError::internal(format!("{table}: no event-time column {t}"))
-            })?;
-            let ts = arrow::compute::cast(ts, &DataType::Int64)?;
-            let before = arrow::compute::kernels::cmp::lt(&ts, &Int64Array::new_scalar(as_of_ns))?;
-            keep = Some(match keep {
-                Some(k) => arrow::compute::and(&k, &before)?,
-                None => before,
-            });
-        }
-        let kept = match keep {
-            Some(k) if k.true_count() < k.len() => arrow::compute::filter_record_batch(&batch, &k)?,
-            _ => batch,
+        let kept = match without_rows(&batch, bad)? {
+            Some(k) => arrow::compute::filter_record_batch(&batch, &k)?,
+            None => batch,
         };
         if kept.num_rows() == 0 {
             continue;
@@ -395,14 +527,13 @@ fn accepted_rows(
                 Ok(arrow::compute::cast(c, f.data_type())?)
             })
             .collect::<Result<Vec<_>>>()?;
-        used += kept.num_rows() as u64;
-        accepted.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
+        valid.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
             FlywheelError::internal(format!(
-                "{table}: accepted rows do not fit the contract schema: {e}"
+                "{table}: valid rows do not fit the contract schema: {e}"
             ))
         })?);
     }
-    Ok((schema, accepted, used))
+    Ok(valid)
 }
 
 /// A filter that drops the rows of `batch` whose number is in `bad` (None: keep them all).

@@ -14,7 +14,7 @@ use super::registry::Registry;
 use super::target::{feature_spec, Target};
 use super::training_set::{training_set, Snapshots};
 use crate::config::Config;
-use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Stages};
+use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest;
 use crate::storage::Root;
@@ -37,14 +37,16 @@ pub struct TrainingInputs {
     pub fingerprint: String,
 }
 
-/// Read and validate the inputs at `input` as of `as_of` and compute what the labels read.
+/// Read and validate the inputs at `input` as of `as_of` (their valid rows streamed into
+/// `scratch`, which must outlive the returned session) and compute what the labels read.
 pub async fn training_inputs(
     cfg: &Config,
     input: &Root,
     as_of: &RunDate,
+    scratch: &Scratch,
 ) -> Result<TrainingInputs> {
     let ctx = session(cfg)?;
-    let validated = ingest::load_inputs(&ctx, cfg, input, as_of).await?;
+    let validated = ingest::load_inputs(&ctx, cfg, input, as_of, scratch).await?;
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
     let jobs = catalog::jobs_for(&["int_referral_signups"])?;
     let mut tables = BTreeMap::new();
