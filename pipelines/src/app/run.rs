@@ -261,7 +261,7 @@ async fn run_locked(
 
     let t = stages.start();
     let validated = match shared {
-        Some(inputs) => inputs.register(&ctx, &run_date).await?,
+        Some(inputs) => inputs.register(&ctx, cfg, &run_date).await?,
         None => ingest::load_inputs(&ctx, cfg, &input, &run_date, scratch).await?,
     };
     stages.done("load_and_validate_inputs", t);

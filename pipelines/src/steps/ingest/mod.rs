@@ -68,12 +68,14 @@ impl CheckedInputs {
     pub async fn register(
         &self,
         ctx: &SessionContext,
+        cfg: &Config,
         run_date: &RunDate,
     ) -> Result<ValidatedInputs> {
         let mut checks = self.validated.checks.clone();
         for (check, input) in checks.iter_mut().zip(&self.inputs) {
             check.used = input.register(ctx, run_date.as_of_ns()).await?;
         }
+        choose_joins(ctx, cfg, &checks);
         Ok(ValidatedInputs {
             checks,
             files: self.validated.files.clone(),
@@ -131,7 +133,21 @@ async fn load(
         out.rejects.insert(name.to_string(), rejects);
         out.checks.push(check);
     }
+    choose_joins(ctx, cfg, &out.checks);
     Ok((out, kept))
+}
+
+/// Plan sort-merge joins when the inputs are too large for hash joins in the memory budget
+/// (`engine::session::choose_joins`).
+fn choose_joins(ctx: &SessionContext, cfg: &Config, checks: &[InputCheck]) {
+    let rows = checks.iter().map(|c| c.used).sum();
+    if crate::engine::session::choose_joins(ctx, cfg, rows) {
+        info!(
+            input_rows = rows,
+            memory_limit_mb = cfg.memory_limit_mb,
+            "joins are sort-merge joins, which spill: hash joins of inputs this large would outgrow the memory budget"
+        );
+    }
 }
 
 /// Fail the run when an input's reject share is above the threshold.

@@ -57,7 +57,7 @@ pub async fn training_inputs(
         &p,
         &mut Stages::default(),
         &mut tables,
-        &Release::none(),
+        &Release::none().spilling_to(scratch, &[]),
     )
     .await?;
     Ok(TrainingInputs {
