@@ -16,8 +16,18 @@ use flywheel_pipelines::engine::encode::parquet_bytes;
 
 const DATE: &str = "2026-06-01";
 
-fn flywheel(args: &[&str], env: &[(&str, String)]) -> Output {
+/// The flywheel binary, with the scratch area in this test process's own folder (a run the
+/// tests kill on purpose leaves its scratch folder there, not in the machine's /tmp).
+fn flywheel_command() -> Command {
+    static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let scratch = SCRATCH.get_or_init(|| common::tempdir("scratch"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+    cmd.env("FLYWHEEL_SCRATCH", scratch);
+    cmd
+}
+
+fn flywheel(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = flywheel_command();
     cmd.args(args)
         .env_remove("FLYWHEEL_CONFIG")
         .env("FLYWHEEL_LOG", "warn");
@@ -567,7 +577,7 @@ fn a_date_is_run_by_one_run_at_a_time() {
 
     // Two dates at once (far enough apart that neither reads the other's lists): both complete.
     let spawn = |date: &str| {
-        Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        flywheel_command()
             .args([
                 "run",
                 "--date",
@@ -1649,7 +1659,7 @@ fn run_within(
     env: &[(&str, String)],
     deadline: std::time::Duration,
 ) -> (Output, std::time::Duration) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+    let mut cmd = flywheel_command();
     cmd.args(args)
         .env_remove("FLYWHEEL_CONFIG")
         .env("FLYWHEEL_LOG", "warn")
@@ -2115,7 +2125,7 @@ fn a_commit_stopped_at_any_step_leaves_whole_tables_and_is_finished_next() {
     let out = dir.join("poll");
     copy_tree(&base, &out);
     let folders: Vec<PathBuf> = table_folders(&old).keys().map(|f| out.join(f)).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+    let mut child = flywheel_command()
         .args([
             "run",
             "--date",
@@ -2146,7 +2156,7 @@ fn a_commit_stopped_at_any_step_leaves_whole_tables_and_is_finished_next() {
     let out = dir.join("twice");
     copy_tree(&base, &out);
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        flywheel_command()
             .args([
                 "run",
                 "--date",
@@ -2330,7 +2340,7 @@ fn s3_commits_survive_crashes_and_store_outages() {
         bucket.copy("base", &prefix);
         let url = format!("s3://crash/{prefix}");
         let lock = object_store::path::Path::from(format!("{prefix}/_locks/dt={DATE}.json"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+        let mut cmd = flywheel_command();
         cmd.args(["run", "--date", DATE, "--input", new_in, "--output", &url])
             .env("FLYWHEEL_LOG", "warn")
             .stdout(std::process::Stdio::null())

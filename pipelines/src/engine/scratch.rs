@@ -4,7 +4,10 @@
 //! It lives below `scratch` (default: the operating system's temporary directory), in a folder
 //! of its own that is removed when the work ends, whether it succeeded or not.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -30,16 +33,38 @@ pub struct Scratch {
 impl Scratch {
     /// The scratch folder `id` below the configured scratch root.
     pub fn open(cfg: &Config, id: &str) -> Result<Scratch> {
-        let base = match &cfg.scratch {
-            Some(url) => url.clone(),
-            None => std::env::temp_dir()
-                .join("flywheel-scratch")
-                .to_string_lossy()
-                .into_owned(),
-        };
         Ok(Scratch {
-            root: Root::parse(&base)?.child(id),
+            root: Root::parse(&base_url(cfg))?.child(id),
         })
+    }
+
+    /// Remove the folders that work which died left behind (a crash or a kill cannot remove its
+    /// own): every folder below the scratch root whose newest file is older than
+    /// `lock_stale_after_minutes`, the age after which a run's lock is taken to be a dead run's.
+    async fn sweep(cfg: &Config) {
+        let Ok(base) = Root::parse(&base_url(cfg)) else {
+            return;
+        };
+        let Ok(Ok(listed)) = tokio::time::timeout(CLEANUP_DEADLINE, base.list("")).await else {
+            return;
+        };
+        let mut newest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for file in listed {
+            let (Some(folder), Ok(at)) = (
+                file.path.split('/').next(),
+                DateTime::parse_from_rfc3339(&file.last_modified),
+            ) else {
+                continue;
+            };
+            let at = at.with_timezone(&Utc);
+            let entry = newest.entry(folder.to_string()).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+        let stale = Utc::now() - chrono::Duration::minutes(cfg.lock_stale_after_minutes);
+        for (folder, at) in newest.into_iter().filter(|(_, at)| *at < stale) {
+            let removed = base.delete_prefix(&folder).await;
+            tracing::info!(scratch = %base.display(&folder), last_written = %at, removed = removed.is_ok(), "removed the scratch folder of work that died");
+        }
     }
 
     /// Run `work` with the scratch folder `id` (made unique with the process id and the clock
@@ -57,6 +82,7 @@ impl Scratch {
         } else {
             id.to_string()
         };
+        Scratch::sweep(cfg).await;
         let scratch = Scratch::open(cfg, &id)?;
         let result = work(scratch.clone()).await;
         scratch.remove().await;
@@ -107,5 +133,16 @@ impl Scratch {
         if !matches!(removed, Ok(Ok(()))) {
             tracing::warn!(scratch = %self.root.url, "the scratch folder could not be removed; delete it by hand");
         }
+    }
+}
+
+/// The scratch root: `scratch`, or the operating system's temporary directory.
+fn base_url(cfg: &Config) -> String {
+    match &cfg.scratch {
+        Some(url) => url.clone(),
+        None => std::env::temp_dir()
+            .join("flywheel-scratch")
+            .to_string_lossy()
+            .into_owned(),
     }
 }

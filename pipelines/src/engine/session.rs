@@ -52,3 +52,12 @@ pub fn choose_joins(ctx: &SessionContext, cfg: &Config, input_rows: u64) -> bool
     state.config_mut().options_mut().optimizer.prefer_hash_join = !sort_merge;
     sort_merge
 }
+
+/// Give `to` the join choice of `from` (a session of its own over the same inputs, e.g. a
+/// training snapshot).
+pub fn same_joins(from: &SessionContext, to: &SessionContext) {
+    let hash = from.state().config().options().optimizer.prefer_hash_join;
+    let state = to.state_ref();
+    let mut state = state.write();
+    state.config_mut().options_mut().optimizer.prefer_hash_join = hash;
+}

@@ -18,6 +18,7 @@ use crate::error::{FlywheelError, Result};
 /// `ctx` holds the validated inputs.
 pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: &RunDate) -> Result<Table> {
     let snap = session(cfg)?;
+    crate::engine::session::same_joins(ctx, &snap);
     for name in contracts::inputs() {
         let provider = ctx.table_provider(*name).await?;
         snap.register_table(*name, provider)?;
