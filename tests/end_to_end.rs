@@ -857,15 +857,26 @@ fn s3_run_matches_local_run() {
     ));
     ok(&train_and_run(&local_in, &dir.join("out")));
     train_all("s3://flywheel/in", "s3://flywheel/out", &env);
-    // At debug level, so that a secret in any log line would show.
+    // At debug level, so that a secret in any log line would show; with the scratch area on
+    // S3 too (the inputs and intermediate tables registered from there by location), which the
+    // run removes when it ends. The tables are compared with the local run's below.
     let mut debug_env = env.clone();
     debug_env.push(("FLYWHEEL_LOG", "debug".to_string()));
+    debug_env.push(("FLYWHEEL_SCRATCH", "s3://flywheel/scratch".to_string()));
     let log = ok(&run_at(
         DATE,
         "s3://flywheel/in",
         "s3://flywheel/out",
         &debug_env,
     ));
+    assert!(
+        log.contains("scratch=s3://flywheel/scratch/"),
+        "the run did not use the S3 scratch area"
+    );
+    assert!(
+        Bucket::new(&server, "flywheel").files("scratch").is_empty(),
+        "the run left its scratch folder on S3"
+    );
     assert!(
         !log.contains(tools::SECRET_KEY),
         "the secret key is in the log"

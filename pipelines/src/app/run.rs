@@ -14,7 +14,7 @@ use crate::contracts;
 use crate::engine::catalog::{self, Job};
 use crate::engine::{params, run_jobs, session, Release, RunDate, Scratch, Stages, Table};
 use crate::error::{FlywheelError, Result};
-use crate::steps::ingest::{self, CheckedInputs, ValidatedInputs};
+use crate::steps::ingest::{self, CheckedInputs};
 use crate::steps::presenting::{lineage, metrics, report};
 use crate::steps::publishing::{self, commit, earlier, ledger, lock, Manifest, Publisher};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
@@ -279,7 +279,6 @@ async fn run_locked(
     .await?;
     let tables = computed.tables;
     notes.data.extend(cycle_warning(computed.cycles));
-
     let t = stages.start();
     let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
     publishing::check(&ctx, &outputs).await?;
@@ -295,12 +294,6 @@ async fn run_locked(
         }
     };
     stages.done("stage_outputs", t);
-
-    let ValidatedInputs {
-        checks,
-        files: inputs,
-        ..
-    } = validated;
     let manifest = Manifest {
         schema_version: ledger::SCHEMA_VERSION,
         flywheel_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -310,8 +303,8 @@ async fn run_locked(
         started_at: started_at.to_rfc3339(),
         input: input.url.clone(),
         output: output.url.clone(),
-        inputs,
-        contract_checks: checks,
+        inputs: validated.files,
+        contract_checks: validated.checks,
         tables: published,
         files: publisher.files(),
         warnings: notes.scorer.into_iter().chain(notes.data).collect(),

@@ -84,6 +84,7 @@ impl Scratch {
         };
         Scratch::sweep(cfg).await;
         let scratch = Scratch::open(cfg, &id)?;
+        tracing::info!(scratch = %scratch.display(), "scratch area of this work");
         let result = work(scratch.clone()).await;
         scratch.remove().await;
         result
