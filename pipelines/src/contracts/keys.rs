@@ -1,7 +1,8 @@
 //! Key checks over whole columns: which values occur more than once (unique keys of inputs and
 //! outputs) and which values a referenced table holds (foreign keys). Done in Rust because a SQL
 //! self-join on the key repartitions every column of a multi-million-row input only to find the
-//! handful of duplicates; here the work is one hash per value and a set of 8-byte hashes.
+//! handful of duplicates; here the work is one 8-byte hash per value, sorted, then exact counts of
+//! the few values whose hash repeats.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -36,45 +37,16 @@ pub fn text_column(batches: &[RecordBatch], name: &str) -> Result<Vec<StringArra
         .collect()
 }
 
-/// The values that occur more than once in `columns` (nulls are not values).
-///
-/// Two passes: `workers` threads each keep the 64-bit hashes of their share of the hash space and
-/// note the hashes seen twice; then only the values behind those hashes (the duplicates and the
-/// rare hash collisions) are counted exactly.
-pub fn duplicated<'a>(columns: &'a [StringArray], workers: usize) -> Result<KeySet<'a>> {
-    let state = hasher();
-    let rows: usize = columns.iter().map(|c| c.len() - c.null_count()).sum();
-    let workers = workers.max(1);
-    let shares: Vec<u64> = (0..workers as u64).collect();
-    let repeated = crate::parallel::map_ordered(&shares, workers, |&k| {
-        let mut seen: HashSet<u64, FixedState> =
-            HashSet::with_capacity_and_hasher(rows / workers + 1, hasher());
-        let mut again: HashSet<u64, FixedState> = HashSet::with_hasher(hasher());
-        for c in columns {
-            for v in c.iter().flatten() {
-                let h = state.hash_one(v);
-                if h % workers as u64 == k && !seen.insert(h) {
-                    again.insert(h);
-                }
-            }
-        }
-        Ok(again)
-    })?;
-    let repeated: HashSet<u64, FixedState> = repeated.into_iter().flatten().collect();
-    let mut out = KeySet::with_hasher(hasher());
-    if repeated.is_empty() {
-        return Ok(out);
+/// The values that occur more than once in `columns` (nulls are not values): the two passes of
+/// [`KeyHashes`] and [`RepeatedValues`] over columns already in memory.
+pub fn duplicated(columns: &[StringArray]) -> ValueSet {
+    let mut hashes = KeyHashes::default();
+    columns.iter().for_each(|c| hashes.add(c));
+    let mut values = RepeatedValues::new(hashes.repeated());
+    if !values.is_empty() {
+        columns.iter().for_each(|c| values.add(c));
     }
-    let mut counts: HashMap<&str, u32, FixedState> = HashMap::with_hasher(hasher());
-    for c in columns {
-        for v in c.iter().flatten() {
-            if repeated.contains(&state.hash_one(v)) {
-                *counts.entry(v).or_default() += 1;
-            }
-        }
-    }
-    out.extend(counts.into_iter().filter(|(_, n)| *n > 1).map(|(v, _)| v));
-    Ok(out)
+    values.duplicated()
 }
 
 /// The 64-bit hashes of every value of a key column streamed batch by batch (8 bytes a row,
@@ -157,14 +129,12 @@ mod tests {
     fn duplicates_are_found_across_batches_and_nulls_are_not_values() {
         let a = StringArray::from(vec![Some("a"), Some("b"), None, Some("c")]);
         let b = StringArray::from(vec![Some("c"), None, Some("d"), Some("a"), Some("a")]);
-        for workers in [1, 2, 3] {
-            let columns = [a.clone(), b.clone()];
-            let mut found: Vec<&str> = duplicated(&columns, workers).unwrap().into_iter().collect();
-            found.sort();
-            assert_eq!(found, vec!["a", "c"], "{workers} workers");
-        }
+        let columns = [a.clone(), b.clone()];
+        let mut found: Vec<String> = duplicated(&columns).into_iter().collect();
+        found.sort();
+        assert_eq!(found, vec!["a", "c"]);
         let unique = [StringArray::from(vec!["x", "y", "z"])];
-        assert!(duplicated(&unique, 2).unwrap().is_empty());
+        assert!(duplicated(&unique).is_empty());
         let columns = [a];
         let keys = key_set(&columns);
         assert!(keys.contains("b") && !keys.contains("d") && keys.len() == 3);

@@ -227,7 +227,7 @@ impl Contract {
             }
             if col.unique {
                 let text = keys::text_column(batches, &col.name)?;
-                let repeated = keys::duplicated(&text, 2)?;
+                let repeated = keys::duplicated(&text);
                 if let Some(v) = repeated.iter().min() {
                     return Err(fail(format!("unique column {} repeats {v:?}", col.name)));
                 }

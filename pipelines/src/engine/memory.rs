@@ -68,7 +68,7 @@ pub fn log_peak(ctx: &datafusion::prelude::SessionContext) {
 /// `get_array_memory_size`, which counts the whole buffers a sliced batch shares with its
 /// input: for `int_referral_generations` at 10M customers it asked for 10.8 GB while the whole
 /// process held 2.7 GB, and it cannot spill, so under a budget it failed a run that fits.
-fn is_repartition(consumer: &MemoryConsumer) -> bool {
+fn uncharged(consumer: &MemoryConsumer) -> bool {
     consumer.name().starts_with("RepartitionExec") || consumer.name() == "RecursiveQuery"
 }
 
@@ -84,19 +84,19 @@ impl MemoryPool for BudgetPool {
     }
 
     fn register(&self, consumer: &MemoryConsumer) {
-        if !is_repartition(consumer) {
+        if !uncharged(consumer) {
             self.inner.register(consumer);
         }
     }
 
     fn unregister(&self, consumer: &MemoryConsumer) {
-        if !is_repartition(consumer) {
+        if !uncharged(consumer) {
             self.inner.unregister(consumer);
         }
     }
 
     fn grow(&self, reservation: &MemoryReservation, additional: usize) {
-        if is_repartition(reservation.consumer()) {
+        if uncharged(reservation.consumer()) {
             self.repartition.fetch_add(additional, Ordering::Relaxed);
         } else {
             self.inner.grow(reservation, additional);
@@ -105,7 +105,7 @@ impl MemoryPool for BudgetPool {
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
-        if is_repartition(reservation.consumer()) {
+        if uncharged(reservation.consumer()) {
             self.repartition.fetch_sub(shrink, Ordering::Relaxed);
         } else {
             self.inner.shrink(reservation, shrink);
@@ -113,7 +113,7 @@ impl MemoryPool for BudgetPool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
-        if is_repartition(reservation.consumer()) {
+        if uncharged(reservation.consumer()) {
             self.repartition.fetch_add(additional, Ordering::Relaxed);
             Ok(())
         } else {

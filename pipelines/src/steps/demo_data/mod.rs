@@ -240,7 +240,7 @@ pub async fn generate(out: &Root, customers: usize, seed: u64, as_of: &RunDate) 
     let traits = customers_pass(&w, &mut cols);
     let referrals = referred_customers(&w, &traits, &mut cols);
     let plants = Plants::plan(&w, &traits, &mut cols);
-    let mut logs = Logs::new(out, as_of_ns)?;
+    let mut logs = Logs::new(out, as_of_ns);
     for (i, t) in traits.iter().enumerate() {
         customer_visits(&w, i, t, &mut cols);
         if cols.v_id.len() >= CHUNK_ROWS {
@@ -851,12 +851,12 @@ struct Logs<'a> {
 }
 
 impl<'a> Logs<'a> {
-    fn new(out: &'a Root, as_of_ns: i64) -> Result<Logs<'a>> {
-        Ok(Logs {
+    fn new(out: &'a Root, as_of_ns: i64) -> Logs<'a> {
+        Logs {
             out,
             as_of_ns,
             files: Default::default(),
-        })
+        }
     }
 
     /// Write the visits and NPS answers gathered so far (with the planted rows broken).

@@ -92,23 +92,26 @@ pub async fn for_each_key_batch(
     columns: &[String],
     mut each: impl FnMut(&[StringArray]) -> Result<()>,
 ) -> Result<()> {
+    let keys = columns
+        .iter()
+        .map(|name| {
+            let col = contract.columns.iter().find(|c| &c.name == name);
+            col.map(|c| (name, c.ty))
+                .ok_or_else(|| FlywheelError::internal(format!("no key column {name}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     for listed in files {
         let (mut stream, unreadable) = open_file(root, listed, contract, Some(columns)).await?;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| unreadable(&e))?;
             let mut problems = Problems(vec![None; batch.num_rows()]);
-            let texts = columns
+            let texts = keys
                 .iter()
-                .map(|name| {
-                    let col = contract
-                        .columns
-                        .iter()
-                        .find(|c| &c.name == name)
-                        .ok_or_else(|| FlywheelError::internal(format!("no key column {name}")))?;
+                .map(|&(name, ty)| {
                     let src = batch
                         .column_by_name(name)
                         .ok_or_else(|| FlywheelError::internal(format!("{name} not read")))?;
-                    let staged = convert_column(src, col.ty, name, &mut problems)?;
+                    let staged = convert_column(src, ty, name, &mut problems)?;
                     let text = arrow::compute::cast(&staged, &DataType::Utf8)?;
                     Ok(text.as_string::<i32>().clone())
                 })
