@@ -113,17 +113,39 @@ impl Reference {
     /// The share of `values` in each bin (all zero when there are none).
     pub fn shares_of(&self, values: &[Option<Value>]) -> Vec<f64> {
         let mut counts = vec![0u64; self.bins()];
+        self.count(values, &mut counts);
+        shares(&counts)
+    }
+
+    /// Add the bins of `values` to `counts` (one per bin; start from [`Reference::no_counts`]):
+    /// the shares of values seen in parts, as [`Reference::psi_of_counts`] reads them.
+    pub fn count(&self, values: &[Option<Value>], counts: &mut [u64]) {
         for v in values {
             counts[self.bin(v)] += 1;
         }
-        let n = values.len().max(1) as f64;
-        counts.into_iter().map(|c| c as f64 / n).collect()
+    }
+
+    /// A zero count per bin.
+    pub fn no_counts(&self) -> Vec<u64> {
+        vec![0; self.bins()]
     }
 
     /// The PSI of `values` against this reference.
     pub fn psi(&self, values: &[Option<Value>]) -> f64 {
         psi(&self.shares, &self.shares_of(values))
     }
+
+    /// The PSI of values counted per bin (by [`Reference::count`]) against this reference: the
+    /// same figure as [`Reference::psi`] of all the values at once.
+    pub fn psi_of_counts(&self, counts: &[u64]) -> f64 {
+        psi(&self.shares, &shares(counts))
+    }
+}
+
+/// Counts per bin as shares of their total (all zero when there are none).
+fn shares(counts: &[u64]) -> Vec<f64> {
+    let n = counts.iter().sum::<u64>().max(1) as f64;
+    counts.iter().map(|c| *c as f64 / n).collect()
 }
 
 /// `Σ (a − e) · ln(a / e)` over the bins, shares floored at [`PSI_FLOOR`]; bins empty on both

@@ -20,7 +20,7 @@ mod model_file;
 
 pub use design::{FeatureSpec, Preprocessor};
 pub use metrics::{evaluate, CalibrationBin, LiftDecile, Metrics};
-pub use model_file::{deciles, fnv1a, promotion_decision, ModelFile, FORMAT};
+pub use model_file::{deciles, deciles_by, fnv1a, promotion_decision, ModelFile, FORMAT};
 pub use ndarray;
 
 use linfa::prelude::*;
@@ -218,6 +218,12 @@ impl Model {
             .iter()
             .map(|z| sigmoid(*z))
             .collect()
+    }
+
+    /// The probability of every row of a batch of features (what [`Model::score`] gives as
+    /// `p`, without the reasons).
+    pub fn probabilities(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<f64>> {
+        Ok(self.predict(&self.preprocessor.transform(batch)?))
     }
 
     /// Score a batch of features.

@@ -82,12 +82,17 @@ pub fn promotion_decision(
 
 /// Decile 1 = the highest tenth of the scored customers (ties: customer_id), null when unscored.
 pub fn deciles(p: &[Option<f64>], ids: &[String]) -> Vec<Option<i32>> {
+    deciles_by(p, |i| ids[i].as_str())
+}
+
+/// [`deciles`] with the customer_id of row `i` given by `id(i)` (ids kept in any form).
+pub fn deciles_by<'a>(p: &[Option<f64>], id: impl Fn(usize) -> &'a str) -> Vec<Option<i32>> {
     let mut idx: Vec<usize> = (0..p.len()).filter(|i| p[*i].is_some()).collect();
     idx.sort_by(|a, b| {
         p[*b]
             .unwrap()
             .total_cmp(&p[*a].unwrap())
-            .then_with(|| ids[*a].cmp(&ids[*b]))
+            .then_with(|| id(*a).cmp(id(*b)))
     });
     let n = idx.len();
     let mut out = vec![None; p.len()];

@@ -265,6 +265,15 @@ impl Root {
         }
     }
 
+    /// The size in bytes of the object at `rel` (None when there is none).
+    pub async fn size(&self, rel: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.key(rel)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(FlywheelError::storage(self.display(rel), e)),
+        }
+    }
+
     /// Whether an object exists at `rel`.
     pub async fn exists(&self, rel: &str) -> Result<bool> {
         match self.store.head(&self.key(rel)).await {

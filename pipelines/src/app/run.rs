@@ -12,15 +12,16 @@ use tracing::{info, warn, Instrument};
 use crate::config::Config;
 use crate::contracts;
 use crate::engine::catalog::{self, Job};
-use crate::engine::{params, run_jobs, session, Release, RunDate, Scratch, Stages, Table};
+use crate::engine::{params, run_jobs, session, Release, RunDate, Scratch, Stages, Table, Tables};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, CheckedInputs};
-use crate::steps::presenting::{lineage, metrics, report};
+use crate::steps::presenting::{self, lineage, metrics, report};
 use crate::steps::publishing::{self, commit, earlier, ledger, lock, Manifest, Publisher};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
 use crate::storage::{self, Root};
 
-/// What a finished run returns: its manifest, where the manifest is, and every table it computed.
+/// What a finished run returns: its manifest, where the manifest is, and the tables it held in
+/// memory (those the report reads: `presenting::READS`, and the drift and outcome figures).
 pub struct RunReport {
     pub manifest: Manifest,
     pub manifest_path: String,
@@ -281,6 +282,7 @@ async fn run_locked(
     notes.data.extend(cycle_warning(computed.cycles));
     let t = stages.start();
     let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
+    let tables = tables.held;
     publishing::check(&ctx, &outputs).await?;
     let report_file = report_file(&run_date, &tables, &models, &validated.checks, &notes.data);
     let mut publisher = Publisher::new(output.clone(), &run_id, &run_date);
@@ -452,9 +454,9 @@ async fn compute(
     if !due.is_empty() {
         keep.extend(scoring::outcome::LABEL_TABLES);
     }
-    let release = Release::plan(&ordered, contracts::inputs(), &keep)
-        .spilling_to(scratch, &[catalog::KPI_BANDS]);
-    let mut tables = BTreeMap::new();
+    let release =
+        Release::plan(&ordered, contracts::inputs(), &keep).spilling_to(scratch, &presenting::READS);
+    let mut tables = Tables::default();
     let t = stages.start();
     register_earlier(ctx, cfg, output, run_date).await?;
     stages.done("earlier_outputs", t);
@@ -463,16 +465,17 @@ async fn compute(
 
     let t = stages.start();
     let features = tables
+        .stored
         .get(scoring::training_set::FEATURES)
         .ok_or_else(|| FlywheelError::internal("customer_features was not computed"))?;
-    let scores = scoring::score::score(features, models.0, cfg.target_partitions)?;
-    let drift = scoring::drift::measure(features, &scores, models.0)?;
-    tables.insert(
+    let partitions = cfg.target_partitions;
+    let (scores, drift) = scoring::score::score(features, models.0, partitions, scratch).await?;
+    tables.held.insert(
         scoring::drift::DRIFT.to_string(),
         scoring::drift::table(&drift)?,
     );
-    scores.register(ctx, catalog::SCORES)?;
-    tables.insert(catalog::SCORES.to_string(), scores);
+    scratch.register(ctx, catalog::SCORES, &scores.rel, scores.schema.clone())?;
+    tables.stored.insert(catalog::SCORES.to_string(), scores);
     stages.done("score", t);
 
     run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
@@ -482,11 +485,12 @@ async fn compute(
     if !due.is_empty() {
         for name in scoring::outcome::LABEL_TABLES {
             ctx.deregister_table(name)?;
-            tables.remove(name);
+            tables.stored.remove(name);
         }
     }
     let outcome_table = scoring::outcome::table(&outcomes)?;
-    tables.insert(scoring::outcome::OUTCOMES.to_string(), outcome_table);
+    let outcomes_name = scoring::outcome::OUTCOMES.to_string();
+    tables.held.insert(outcomes_name, outcome_table);
     stages.done("outcomes", t);
     crate::engine::memory::log_peak(ctx);
     Ok(Computed {
@@ -499,7 +503,7 @@ async fn compute(
 
 /// The tables of a run and the figures the manifest carries.
 struct Computed {
-    tables: BTreeMap<String, Table>,
+    tables: Tables,
     /// Customers on a referred_by cycle.
     cycles: usize,
     drift: Vec<scoring::drift::Drift>,

@@ -194,20 +194,35 @@ impl Contract {
     /// Check a finished output table before it is published: exact column names, order and
     /// types, no nulls in required columns, no duplicates in unique columns, only listed values
     /// in enumerations (`invalidValues`), values within `minimum`/`maximum`. Row rules (SQL
-    /// predicates) need the query engine: publishing checks them (`check_row_rules`).
+    /// predicates) need the query engine: publishing checks them (`check_row_rules`). For a
+    /// table held in memory; [`Contract::output_check`] checks one streamed batch by batch.
     pub fn check_output(&self, batches: &[RecordBatch], schema: &Schema) -> Result<()> {
-        let fail =
-            |msg: String| FlywheelError::Internal(format!("output table {}: {msg}", self.table));
+        let mut check = self.output_check(schema)?;
+        for b in batches {
+            check.add(b)?;
+        }
+        for (column, mut values) in check.finish()? {
+            keys::text_column(batches, &column)?
+                .iter()
+                .for_each(|c| values.add(c));
+            self.no_repeats(&column, values)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Contract::check_output`] for a table read batch by batch: the schema now,
+    /// then each batch ([`OutputCheck::add`]), then the totals ([`OutputCheck::finish`]).
+    pub fn output_check(&self, schema: &Schema) -> Result<OutputCheck<'_>> {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let expected: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         if names != expected {
-            return Err(fail(format!(
+            return Err(self.broken(format!(
                 "columns {names:?} differ from the contract's {expected:?}"
             )));
         }
         for (field, col) in schema.fields().iter().zip(&self.columns) {
             if field.data_type() != &col.ty.arrow() {
-                return Err(fail(format!(
+                return Err(self.broken(format!(
                     "column {} is {} but the contract says {}",
                     col.name,
                     field.data_type(),
@@ -215,31 +230,55 @@ impl Contract {
                 )));
             }
         }
-        for (i, col) in self.columns.iter().enumerate() {
-            if col.required {
-                let nulls: usize = batches.iter().map(|b| b.column(i).null_count()).sum();
-                if nulls > 0 {
-                    return Err(fail(format!(
-                        "required column {} has {nulls} null values",
-                        col.name
-                    )));
-                }
-            }
+        let n = self.columns.len();
+        Ok(OutputCheck {
+            contract: self,
+            nulls: vec![0; n],
+            hashes: (0..n).map(|_| keys::KeyHashes::default()).collect(),
+            ranges: vec![(None, None); n],
+        })
+    }
+
+    /// The second pass over a unique column whose hashes repeated: an error if a value does.
+    pub fn no_repeats(&self, column: &str, values: keys::RepeatedValues) -> Result<()> {
+        match values.duplicated().iter().min() {
+            Some(v) => Err(self.broken(format!("unique column {column} repeats {v:?}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn broken(&self, msg: String) -> FlywheelError {
+        FlywheelError::Internal(format!("output table {}: {msg}", self.table))
+    }
+}
+
+/// An output table's contract checks, batch by batch.
+pub struct OutputCheck<'c> {
+    contract: &'c Contract,
+    nulls: Vec<usize>,
+    hashes: Vec<keys::KeyHashes>,
+    ranges: Vec<(Option<f64>, Option<f64>)>,
+}
+
+impl OutputCheck<'_> {
+    /// Check one batch (enumerations at once; nulls, ranges and keys counted for `finish`).
+    pub fn add(&mut self, b: &RecordBatch) -> Result<()> {
+        let batch = std::slice::from_ref(b);
+        for (i, col) in self.contract.columns.iter().enumerate() {
+            self.nulls[i] += b.column(i).null_count();
             if col.unique {
-                let text = keys::text_column(batches, &col.name)?;
-                let repeated = keys::duplicated(&text);
-                if let Some(v) = repeated.iter().min() {
-                    return Err(fail(format!("unique column {} repeats {v:?}", col.name)));
-                }
+                keys::text_column(batch, &col.name)?
+                    .iter()
+                    .for_each(|c| self.hashes[i].add(c));
             }
             if let Some(valid) = &col.valid_values {
-                let text = keys::text_column(batches, &col.name)?;
+                let text = keys::text_column(batch, &col.name)?;
                 let bad = text
                     .iter()
                     .flat_map(|a| a.iter().flatten())
                     .find(|v| !valid.iter().any(|ok| ok == v));
                 if let Some(v) = bad {
-                    return Err(fail(format!(
+                    return Err(self.contract.broken(format!(
                         "column {} holds {v:?}, which is not one of {}",
                         col.name,
                         valid.join(", ")
@@ -247,26 +286,52 @@ impl Contract {
                 }
             }
             if col.minimum.is_some() || col.maximum.is_some() {
-                let (lo, hi) = numeric_range(batches, i)?;
-                if let (Some(min), Some(lo)) = (col.minimum, lo) {
-                    if lo < min {
-                        return Err(fail(format!(
-                            "column {} holds {lo}, below the minimum {min}",
-                            col.name
-                        )));
-                    }
-                }
-                if let (Some(max), Some(hi)) = (col.maximum, hi) {
-                    if hi > max {
-                        return Err(fail(format!(
-                            "column {} holds {hi}, above the maximum {max}",
-                            col.name
-                        )));
-                    }
-                }
+                let (lo, hi) = numeric_range(batch, i)?;
+                let (l, h) = &mut self.ranges[i];
+                *l = lo.map(|v| l.map_or(v, |l| l.min(v))).or(*l);
+                *h = hi.map(|v| h.map_or(v, |h| h.max(v))).or(*h);
             }
         }
         Ok(())
+    }
+
+    /// The checks over all batches; returns the unique columns whose value hashes repeat, each
+    /// with the counter the caller feeds the column again before [`Contract::no_repeats`].
+    pub fn finish(self) -> Result<Vec<(String, keys::RepeatedValues)>> {
+        let c = self.contract;
+        let mut second = Vec::new();
+        for (i, (col, hashes)) in c.columns.iter().zip(self.hashes).enumerate() {
+            if col.required && self.nulls[i] > 0 {
+                return Err(c.broken(format!(
+                    "required column {} has {} null values",
+                    col.name, self.nulls[i]
+                )));
+            }
+            if col.unique {
+                let values = keys::RepeatedValues::new(hashes.repeated());
+                if !values.is_empty() {
+                    second.push((col.name.clone(), values));
+                }
+            }
+            let (lo, hi) = self.ranges[i];
+            if let (Some(min), Some(lo)) = (col.minimum, lo) {
+                if lo < min {
+                    return Err(c.broken(format!(
+                        "column {} holds {lo}, below the minimum {min}",
+                        col.name
+                    )));
+                }
+            }
+            if let (Some(max), Some(hi)) = (col.maximum, hi) {
+                if hi > max {
+                    return Err(c.broken(format!(
+                        "column {} holds {hi}, above the maximum {max}",
+                        col.name
+                    )));
+                }
+            }
+        }
+        Ok(second)
     }
 }
 

@@ -28,13 +28,46 @@ pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Byte
     Ok(Bytes::from(buf))
 }
 
+/// Rows per row group of every Parquet file flywheel publishes or exports.
+const ROW_GROUP_ROWS: usize = 1_048_576;
+
+/// Batch sizes that the writer of [`parquet_props`] encodes into the same bytes as one batch of
+/// all `rows` rows. The writer cuts each batch it is given into mini-batches (1024 rows; 20,000
+/// for a column without nulls) from the batch's start, and decides page boundaries after each:
+/// so every batch boundary must fall on a multiple of both sizes within its row group (pieces of
+/// 640,000 rows), or on a row group's end.
+pub fn one_batch_cuts(rows: usize) -> Vec<usize> {
+    use parquet::file::properties::{
+        DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT as PAGE_ROWS, DEFAULT_WRITE_BATCH_SIZE as MINI_ROWS,
+    };
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let piece = MINI_ROWS / gcd(MINI_ROWS, PAGE_ROWS) * PAGE_ROWS;
+    let mut cuts = Vec::new();
+    let mut left = rows;
+    while left > 0 {
+        let mut group = left.min(ROW_GROUP_ROWS);
+        left -= group;
+        while group > 0 {
+            let n = group.min(piece);
+            cuts.push(n);
+            group -= n;
+        }
+    }
+    cuts
+}
+
 /// The writer settings of every Parquet file flywheel publishes or exports.
 pub fn parquet_props() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid zstd level"),
         ))
-        .set_max_row_group_row_count(Some(1_048_576))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(format!("flywheel {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -76,13 +109,20 @@ impl ParquetSink {
     }
 
     /// Finish the file; returns its path below the root and its row count.
-    pub async fn finish(mut self) -> Result<(String, u64)> {
+    pub async fn finish(self) -> Result<(String, u64)> {
+        let (rel, rows, _) = self.finish_sized().await?;
+        Ok((rel, rows))
+    }
+
+    /// Finish the file; returns its path below the root, its row count and its size in bytes.
+    pub async fn finish_sized(mut self) -> Result<(String, u64, u64)> {
         let shown = &self.shown;
         self.writer
             .finish()
             .await
             .map_err(|e| unwritable(shown, e))?;
-        Ok((self.rel, self.rows))
+        let bytes = self.writer.bytes_written() as u64;
+        Ok((self.rel, self.rows, bytes))
     }
 }
 
@@ -119,4 +159,46 @@ pub fn csv_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes> {
         }
     }
     Ok(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Float64Array, Int32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn batches_cut_by_one_batch_cuts_encode_as_one_batch() {
+        let n = 2_300_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("dense", DataType::Float64, true),
+            Field::new("sparse", DataType::Int32, true),
+        ]));
+        let dense: ArrayRef = Arc::new(Float64Array::from_iter_values(
+            (0..n).map(|i| ((i * 7919) % 100_003) as f64 / 3.0),
+        ));
+        let sparse: ArrayRef = Arc::new(Int32Array::from_iter(
+            (0..n).map(|i| (i % 3 != 0).then_some((i % 5000) as i32)),
+        ));
+        let whole = RecordBatch::try_new(schema.clone(), vec![dense, sparse]).unwrap();
+        let cuts = one_batch_cuts(n);
+        assert_eq!(cuts.iter().sum::<usize>(), n);
+        assert_eq!(&cuts[..3], &[640_000, 408_576, 640_000]);
+        let mut at = 0;
+        let pieces: Vec<RecordBatch> = cuts
+            .iter()
+            .map(|c| {
+                at += c;
+                whole.slice(at - c, *c)
+            })
+            .collect();
+        let one = parquet_bytes(&schema, std::slice::from_ref(&whole)).unwrap();
+        assert_eq!(parquet_bytes(&schema, &pieces).unwrap(), one);
+        // Batches of 8192 rows do not: pages of columns without nulls follow the batches.
+        let small: Vec<RecordBatch> = (0..n.div_ceil(8192))
+            .map(|k| whole.slice(k * 8192, 8192.min(n - k * 8192)))
+            .collect();
+        assert_ne!(parquet_bytes(&schema, &small).unwrap(), one);
+    }
 }

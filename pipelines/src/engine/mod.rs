@@ -11,13 +11,15 @@ pub mod runner;
 pub mod scratch;
 pub mod session;
 pub mod stages;
+pub mod stored;
 pub mod table;
 pub mod udf;
 
 pub use catalog::Job;
 pub use run_date::RunDate;
-pub use runner::{params, run_jobs, Release};
+pub use runner::{params, run_jobs, Release, Tables};
 pub use scratch::Scratch;
 pub use session::session;
 pub use stages::Stages;
+pub use stored::{Stored, StoredWriter};
 pub use table::Table;

@@ -10,10 +10,11 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 
-use super::catalog::{self, Job, Layer};
+use super::catalog::{self, Job};
 use super::run_date::{RunDate, DAY_NS};
 use super::scratch::Scratch;
 use super::stages::Stages;
+use super::stored::{Stored, StoredWriter};
 use super::table::Table;
 use crate::config::Config;
 use crate::error::{FlywheelError, Result};
@@ -79,10 +80,26 @@ pub async fn explain_if_asked(ctx: &SessionContext, name: &str, sql: &str) -> Re
     Ok(())
 }
 
+/// The tables jobs computed: held in memory (small tables Rust reads), or stored in the scratch
+/// area.
+#[derive(Default)]
+pub struct Tables {
+    pub held: BTreeMap<String, Table>,
+    pub stored: BTreeMap<String, Stored>,
+}
+
+impl Tables {
+    fn remove(&mut self, name: &str) {
+        self.held.remove(name);
+        self.stored.remove(name);
+    }
+}
+
 /// When the tables nobody publishes (inputs, intermediate results) can be let go: right after
 /// the last job that reads them, so a run does not hold every input until it ends. With a
-/// scratch area (`spilling_to`), intermediate results are not held at all: each streams into
-/// the scratch area as it is computed and later jobs read it from there by location.
+/// scratch area (`spilling_to`), results are not held at all (except those named): each streams
+/// into the scratch area as it is computed and later jobs, scoring and publishing read it from
+/// there.
 #[derive(Default)]
 pub struct Release {
     after: BTreeMap<String, Vec<String>>,
@@ -117,7 +134,7 @@ impl Release {
         Release { after, spill: None }
     }
 
-    /// Stream intermediate results into `scratch`, except `held` (small tables Rust reads).
+    /// Stream results into `scratch`, except `held` (small tables Rust reads).
     pub fn spilling_to(mut self, scratch: &Scratch, held: &[&str]) -> Self {
         let held = held.iter().map(|t| t.to_string()).collect();
         self.spill = Some((scratch.clone(), held));
@@ -127,7 +144,7 @@ impl Release {
     /// Where `job`'s result goes instead of memory, if it is spilled.
     fn spills(&self, job: &Job) -> Option<&Scratch> {
         let (scratch, held) = self.spill.as_ref()?;
-        (job.layer == Layer::Intermediate && !held.contains(&job.name)).then_some(scratch)
+        (!held.contains(&job.name)).then_some(scratch)
     }
 
     fn after(&self, job: &str) -> &[String] {
@@ -142,7 +159,7 @@ pub async fn run_jobs(
     jobs: &[Job],
     params: &BTreeMap<String, String>,
     stages: &mut Stages,
-    tables: &mut BTreeMap<String, Table>,
+    tables: &mut Tables,
     release: &Release,
 ) -> Result<()> {
     for job in jobs {
@@ -154,13 +171,14 @@ pub async fn run_jobs(
         let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         explain_if_asked(ctx, &job.name, &sql).await?;
         if let Some(scratch) = release.spills(job) {
-            spill(ctx, df, scratch, &job.name).await?;
+            let stored = spill(ctx, df, scratch, &job.name).await?;
+            tables.stored.insert(job.name.clone(), stored);
         } else {
             let batches = df.collect().await?;
             let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
             let table = Table { schema, batches };
             table.register(ctx, &job.name)?;
-            tables.insert(job.name.clone(), table);
+            tables.held.insert(job.name.clone(), table);
         }
         for done in release.after(&job.name) {
             ctx.deregister_table(done.as_str())?;
@@ -172,22 +190,29 @@ pub async fn run_jobs(
 }
 
 /// Stream a job's result into the scratch area and register it there under `name`.
-async fn spill(ctx: &SessionContext, df: DataFrame, scratch: &Scratch, name: &str) -> Result<()> {
+async fn spill(
+    ctx: &SessionContext,
+    df: DataFrame,
+    scratch: &Scratch,
+    name: &str,
+) -> Result<Stored> {
     let plan = df.create_physical_plan().await?;
     let schema = plan.schema();
     let rel = format!("tables/{name}.parquet");
-    let mut file = scratch.writer(&rel, schema.clone())?;
+    let mut file = StoredWriter::create(scratch, &rel, schema.clone())?;
     let mut batches = execute_stream(plan, ctx.task_ctx())?;
     while let Some(batch) = batches.next().await {
         file.write(&batch?).await?;
     }
-    file.finish().await?;
-    scratch.register(ctx, name, &rel, schema)
+    let stored = file.finish().await?;
+    scratch.register(ctx, name, &rel, schema)?;
+    Ok(stored)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::catalog::Layer;
 
     fn job(name: &str, publish: bool, reads: &[&str]) -> Job {
         Job {

@@ -106,6 +106,22 @@ impl Scratch {
         ParquetSink::create(&self.root, rel, schema, props)
     }
 
+    /// A Parquet reader of the scratch file `rel`.
+    pub async fn read(&self, rel: &str) -> Result<crate::storage::ParquetReader> {
+        let size = self.root.size(rel).await?.ok_or_else(|| {
+            crate::error::FlywheelError::storage(
+                self.root.display(rel),
+                "this scratch file is gone; was the scratch area removed during the run?",
+            )
+        })?;
+        Ok(self.root.parquet_reader(rel, size))
+    }
+
+    /// Where the scratch file `rel` is, for messages.
+    pub fn display_file(&self, rel: &str) -> String {
+        self.root.display(rel)
+    }
+
     /// Register the scratch file `rel` (written by [`Scratch::writer`] with `schema`) under
     /// `name`, read by the engine's Parquet scan from its location.
     pub fn register(

@@ -8,3 +8,16 @@ pub mod page;
 pub mod report;
 pub mod summary;
 pub mod trends;
+
+/// The SQL tables the report, the summary and the metrics read from memory (small: KPI rows,
+/// diagnoses, the CRM lists); a run holds these and stores every other table in its scratch area.
+pub const READS: [&str; 8] = [
+    "int_kpi_bands",
+    "referral_kpis",
+    "lifecycle_health",
+    "lifecycle_diagnosis",
+    "channel_funnel",
+    "kpi_trends",
+    "ambassador_candidates",
+    "churn_alerts",
+];

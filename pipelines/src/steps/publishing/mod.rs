@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use crate::contracts::{self, Contract, Publication, Role};
-use crate::engine::{encode, RunDate, Table};
+use crate::engine::{encode, RunDate, Stored, Table, Tables};
 use crate::error::{FlywheelError, Result};
 
 pub mod commit;
@@ -32,14 +34,30 @@ pub struct Output {
     pub folder: String,
     pub contract: Contract,
     pub publication: Publication,
-    pub table: Table,
+    pub table: Content,
+}
+
+/// The rows of a table to publish: held in memory, or stored in the scratch area (read back
+/// batch by batch to be checked and written).
+pub enum Content {
+    Held(Table),
+    Stored(Stored),
+}
+
+impl Content {
+    pub fn rows(&self) -> u64 {
+        match self {
+            Content::Held(t) => t.rows(),
+            Content::Stored(s) => s.rows(),
+        }
+    }
 }
 
 /// Every published table of the run, in contract order: one per contract whose role is
 /// `published` (one per input for a `{input}` folder, i.e. the rejects). `tables` holds the SQL
 /// and scoring results by name; `rejects` the quarantined rows per input.
 pub fn outputs(
-    tables: &BTreeMap<String, Table>,
+    tables: &Tables,
     rejects: &BTreeMap<String, Vec<RecordBatch>>,
     date: &RunDate,
 ) -> Result<Vec<Output>> {
@@ -60,15 +78,17 @@ pub fn outputs(
                     folder: publication.folder_for(input, date),
                     contract: contract.clone(),
                     publication: publication.clone(),
-                    table: Table {
+                    table: Content::Held(Table {
                         schema: schema.clone(),
                         batches,
-                    },
+                    }),
                 });
             }
             continue;
         }
-        let table = tables.get(&contract.table).cloned().ok_or_else(|| {
+        let held = tables.held.get(&contract.table).cloned().map(Content::Held);
+        let stored = || tables.stored.get(&contract.table).cloned().map(Content::Stored);
+        let table = held.or_else(stored).ok_or_else(|| {
             FlywheelError::internal(format!(
                 "published table {} was not computed",
                 contract.table
@@ -86,26 +106,63 @@ pub fn outputs(
 }
 
 /// Check every output against its whole contract: the column checks of
-/// [`Contract::check_output`], then each row rule (a SQL predicate) over the table's rows.
+/// [`Contract::check_output`] (a stored table read back batch by batch), then each row rule (a
+/// SQL predicate) over the table's rows (a stored table is registered under its name already).
 pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
     for o in outputs {
-        o.contract.check_output(&o.table.batches, &o.table.schema)?;
+        let name = match &o.table {
+            Content::Held(t) => {
+                o.contract.check_output(&t.batches, &t.schema)?;
+                "_output_under_check"
+            }
+            Content::Stored(s) => {
+                check_stored(&o.contract, s).await?;
+                o.contract.table.as_str()
+            }
+        };
         if o.contract.row_rules.is_empty() {
             continue;
         }
-        let name = "_output_under_check";
-        o.table.register(ctx, name)?;
+        if let Content::Held(t) = &o.table {
+            t.register(ctx, name)?;
+        }
+        let mut broken_rule = None;
         for rule in &o.contract.row_rules {
             let broken = count_broken(ctx, name, &rule.predicate).await?;
             if broken > 0 {
-                ctx.deregister_table(name)?;
-                return Err(FlywheelError::Internal(format!(
-                    "output table {}: {broken} rows break rule {} ({})",
-                    o.name, rule.name, rule.predicate
-                )));
+                broken_rule = Some((rule, broken));
+                break;
             }
         }
-        ctx.deregister_table(name)?;
+        if let Content::Held(_) = &o.table {
+            ctx.deregister_table(name)?;
+        }
+        if let Some((rule, broken)) = broken_rule {
+            return Err(FlywheelError::Internal(format!(
+                "output table {}: {broken} rows break rule {} ({})",
+                o.name, rule.name, rule.predicate
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The column checks of a stored table: one pass over its batches, and a second over a unique
+/// column only when two of its values share a hash.
+async fn check_stored(contract: &Contract, table: &Stored) -> Result<()> {
+    let mut check = contract.output_check(&table.schema)?;
+    let mut batches = table.batches(None).await?;
+    while let Some(b) = batches.next().await {
+        check.add(&b?)?;
+    }
+    for (column, mut values) in check.finish()? {
+        let mut batches = table.batches(Some(&[column.as_str()])).await?;
+        while let Some(b) = batches.next().await {
+            crate::contracts::keys::text_column(&[b?], &column)?
+                .iter()
+                .for_each(|c| values.add(c));
+        }
+        contract.no_repeats(&column, values)?;
     }
     Ok(())
 }
@@ -126,31 +183,55 @@ async fn count_broken(ctx: &SessionContext, table: &str, predicate: &str) -> Res
 /// readers infer from the folder), and instants are microseconds, UTC (Spark and Hive do not
 /// read nanosecond timestamps; flywheel's own instants have no finer part than the inputs').
 pub fn file_layout(table: &Table, partition: &str) -> Result<Table> {
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    let micros = |f: &Field| match f.data_type() {
-        DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
-            Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
-        }
-        _ => None,
-    };
-    let keep: Vec<usize> = (0..table.schema.fields().len())
-        .filter(|&i| table.schema.field(i).name() != partition)
-        .collect();
-    let fields: Vec<Field> = keep
+    let layout = FileLayout::of(&table.schema, partition);
+    let batches = table
+        .batches
         .iter()
-        .map(|&i| {
-            let f = table.schema.field(i);
-            match micros(f) {
-                Some(t) => f.clone().with_data_type(t),
-                None => f.clone(),
+        .map(|b| layout.batch(b))
+        .collect::<Result<_>>()?;
+    Ok(Table {
+        schema: layout.schema,
+        batches,
+    })
+}
+
+/// The file layout of a table's schema (see [`file_layout`]), applied batch by batch.
+pub struct FileLayout {
+    pub schema: SchemaRef,
+    keep: Vec<usize>,
+}
+
+impl FileLayout {
+    pub fn of(schema: &SchemaRef, partition: &str) -> FileLayout {
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let micros = |f: &Field| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, tz) => {
+                Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
             }
-        })
-        .collect();
-    let schema = std::sync::Arc::new(Schema::new(fields));
-    let mut batches = Vec::with_capacity(table.batches.len());
-    for b in &table.batches {
-        let mut columns = Vec::with_capacity(keep.len());
-        for (&i, f) in keep.iter().zip(schema.fields()) {
+            _ => None,
+        };
+        let keep: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| schema.field(i).name() != partition)
+            .collect();
+        let fields: Vec<Field> = keep
+            .iter()
+            .map(|&i| {
+                let f = schema.field(i);
+                match micros(f) {
+                    Some(t) => f.clone().with_data_type(t),
+                    None => f.clone(),
+                }
+            })
+            .collect();
+        FileLayout {
+            schema: std::sync::Arc::new(Schema::new(fields)),
+            keep,
+        }
+    }
+
+    pub fn batch(&self, b: &RecordBatch) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.keep.len());
+        for (&i, f) in self.keep.iter().zip(self.schema.fields()) {
             let c = b.column(i);
             columns.push(if c.data_type() == f.data_type() {
                 c.clone()
@@ -158,13 +239,13 @@ pub fn file_layout(table: &Table, partition: &str) -> Result<Table> {
                 arrow::compute::cast(c, f.data_type())?
             });
         }
-        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
-    Ok(Table { schema, batches })
 }
 
 /// Encode and stage `outputs` and the report (nothing published is touched). Returns the
-/// tables for the manifest.
+/// tables for the manifest. Held tables are encoded on the partitions' threads at once; stored
+/// tables stream from the scratch area into their staged files.
 pub async fn stage(
     publisher: &mut Publisher,
     outputs: &[Output],
@@ -172,34 +253,58 @@ pub async fn stage(
     partitions: usize,
 ) -> Result<Vec<PublishedTable>> {
     // What analysts read: the files without the partition column, instants in microseconds.
-    let files: Vec<Table> = outputs
+    let held: Vec<Table> = outputs
         .iter()
-        .map(|o| file_layout(&o.table, &o.publication.partition))
+        .filter_map(|o| match &o.table {
+            Content::Held(t) => Some(file_layout(t, &o.publication.partition)),
+            Content::Stored(_) => None,
+        })
         .collect::<Result<_>>()?;
     // Parquet encoding is the CPU-heavy part: spread the tables over the partitions' threads.
     let encoded = encode::parquet_bytes_parallel(
-        files
-            .iter()
+        held.iter()
             .map(|t| (&t.schema, t.batches.as_slice()))
             .collect(),
         partitions,
     )?;
+    let mut encoded = encoded.into_iter();
     let mut published = Vec::new();
-    for (o, bytes) in outputs.iter().zip(encoded) {
+    for o in outputs {
         let rows = o.table.rows();
-        publisher
-            .stage(&o.folder, "part-00000.parquet", bytes, Some(rows))
-            .await?;
-        if o.publication.crm_csv {
-            // The CRM file keeps every column (dt included) and lives apart from the Parquet
-            // folders, so that those hold only Parquet.
-            let csv = encode::csv_bytes(&o.table.schema, &o.table.batches)?;
-            let folder =
-                o.folder
-                    .replacen(&o.publication.folder, &format!("exports/{}", o.name), 1);
-            publisher
-                .stage(&folder, &format!("{}.csv", o.name), csv, Some(rows))
-                .await?;
+        // The CRM file keeps every column (dt included) and lives apart from the Parquet
+        // folders, so that those hold only Parquet.
+        let csv_folder = o
+            .folder
+            .replacen(&o.publication.folder, &format!("exports/{}", o.name), 1);
+        let csv_file = format!("{}.csv", o.name);
+        match &o.table {
+            Content::Held(t) => {
+                let bytes = encoded
+                    .next()
+                    .ok_or_else(|| FlywheelError::internal("a held table was not encoded"))?;
+                publisher
+                    .stage(&o.folder, "part-00000.parquet", bytes, Some(rows))
+                    .await?;
+                if o.publication.crm_csv {
+                    let csv = encode::csv_bytes(&t.schema, &t.batches)?;
+                    publisher
+                        .stage(&csv_folder, &csv_file, csv, Some(rows))
+                        .await?;
+                }
+            }
+            Content::Stored(s) => {
+                let layout = FileLayout::of(&s.schema, &o.publication.partition);
+                let file = (o.folder.as_str(), "part-00000.parquet");
+                let batches = s.batches(None).await?;
+                let laid_out = batches.map(|b| layout.batch(&b?));
+                let schema = layout.schema.clone();
+                publisher.stage_parquet(file, schema, laid_out).await?;
+                if o.publication.crm_csv {
+                    let csv = (csv_folder.as_str(), csv_file.as_str());
+                    let batches = s.batches(None).await?;
+                    publisher.stage_csv(csv, s.schema.clone(), batches).await?;
+                }
+            }
         }
         published.push(PublishedTable {
             table: o.name.clone(),

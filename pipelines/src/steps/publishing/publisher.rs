@@ -5,10 +5,14 @@
 //! by moving the staged one over it. A run that fails before that leaves the previous outputs of
 //! the date untouched and removes its staging ([`Publisher::abort`]).
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 
 use super::commit::{self, Journal, Move};
+use crate::engine::encode::{self, ParquetSink};
 use crate::engine::RunDate;
 use crate::error::Result;
 use crate::storage::Root;
@@ -55,11 +59,7 @@ impl Publisher {
         bytes: Bytes,
         rows: Option<u64>,
     ) -> Result<()> {
-        let staged = format!(
-            "{}/{:03}-{file}",
-            commit::staging(&self.run_id),
-            self.staged.len()
-        );
+        let staged = self.next_staged(file);
         let len = bytes.len() as u64;
         self.root.put(&staged, bytes).await?;
         self.staged.push(Staged {
@@ -69,6 +69,85 @@ impl Publisher {
             bytes: len,
         });
         Ok(())
+    }
+
+    /// Stage a Parquet file as `<folder>/<file>` of the output, written from `batches` as they
+    /// come (the same settings and bytes as [`encode::parquet_bytes`] of the same batches).
+    pub async fn stage_parquet(
+        &mut self,
+        (folder, file): (&str, &str),
+        schema: SchemaRef,
+        mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+    ) -> Result<()> {
+        let staged = self.next_staged(file);
+        let mut sink = ParquetSink::create(&self.root, &staged, schema, encode::parquet_props())?;
+        while let Some(b) = batches.next().await {
+            sink.write(&b?).await?;
+        }
+        let (_, rows, bytes) = sink.finish_sized().await?;
+        self.staged.push(Staged {
+            staged,
+            target: format!("{folder}/{file}"),
+            rows: Some(rows),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Stage a CRM file as `<folder>/<file>` of the output, written from `batches` as they come
+    /// (the same bytes as [`encode::csv_bytes`] of the same batches).
+    pub async fn stage_csv(
+        &mut self,
+        (folder, file): (&str, &str),
+        schema: SchemaRef,
+        mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let staged = self.next_staged(file);
+        let shown = self.root.display(&staged);
+        let fail = |e: std::io::Error| crate::error::FlywheelError::storage(&shown, e);
+        let mut out = self.root.writer(&staged);
+        // One writer per batch, the header with the first (the bytes of one writer for all).
+        let csv = |b: &RecordBatch, header: bool| -> Result<Vec<u8>> {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(header)
+                .build(Vec::new());
+            w.write(b)?;
+            Ok(w.into_inner())
+        };
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        while let Some(b) = batches.next().await {
+            let b = b?;
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let buf = csv(&b, rows == 0)?;
+            rows += b.num_rows() as u64;
+            bytes += buf.len() as u64;
+            out.write_all(&buf).await.map_err(fail)?;
+        }
+        if rows == 0 {
+            let buf = csv(&RecordBatch::new_empty(schema), true)?;
+            bytes += buf.len() as u64;
+            out.write_all(&buf).await.map_err(fail)?;
+        }
+        out.shutdown().await.map_err(fail)?;
+        self.staged.push(Staged {
+            staged,
+            target: format!("{folder}/{file}"),
+            rows: Some(rows),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Where the next staged file goes.
+    fn next_staged(&self, file: &str) -> String {
+        format!(
+            "{}/{:03}-{file}",
+            commit::staging(&self.run_id),
+            self.staged.len()
+        )
     }
 
     /// The files staged so far as they will be published (for the manifest).

@@ -1,7 +1,8 @@
 //! The nightly drift figures: for each champion with a drift reference (recorded at training),
 //! the PSI of every feature it reads and of its score, over the model's own population at the run
 //! date (refer: delivered customers; churn: customers with a visit in the last 365 days), against
-//! the champion's training snapshot. A score whose PSI passes 0.25 is a warning in the log.
+//! the champion's training snapshot, counted batch by batch as scoring reads the features. A
+//! score whose PSI passes 0.25 is a warning in the log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,70 +34,107 @@ pub struct Drift {
     pub rows: i64,
 }
 
-/// The drift figures of the run: `features` is customer_features at the run date, `scores` the
-/// scoring step's table (rows in the same order).
-pub fn measure(
-    features: &Table,
-    scores: &Table,
-    models: &BTreeMap<Target, ModelFile>,
-) -> Result<Vec<Drift>> {
-    let mut out = Vec::new();
-    for (target, model) in models {
-        if model.drift_reference.is_empty() {
-            warn!(
-                target = target.name(),
-                version = %model.version,
-                "the champion has no drift reference (trained before drift figures existed); retrain to get them"
-            );
-            continue;
-        }
-        let mask: Vec<bool> = features
-            .batches
-            .iter()
-            .map(|b| target.population(b))
-            .collect::<Result<Vec<_>>>()?
-            .concat();
-        let rows = mask.iter().filter(|m| **m).count() as i64;
-        let score_column = match target {
-            Target::Refer => "p_refer",
-            Target::Churn => "p_churn",
-        };
-        for reference in &model.drift_reference {
-            let is_score = reference.variable == SCORE_VARIABLE;
-            let values = if is_score {
-                column_values(&scores.batches, score_column)?
-            } else {
-                column_values(&features.batches, &reference.variable)?
-            };
-            let values: Vec<Option<Value>> = values
-                .into_iter()
-                .zip(&mask)
-                .filter(|(_, m)| **m)
-                .map(|(v, _)| v)
-                .collect();
-            let psi = reference.psi(&values);
-            if is_score && psi > 0.25 {
+/// The drift figures of the run, counted batch by batch while scoring: each batch of
+/// customer_features at the run date with its scores ([`DriftCounts::add`]), then the PSI of
+/// every count against the champion's reference ([`DriftCounts::finish`]).
+pub struct DriftCounts<'m> {
+    models: Vec<Counted<'m>>,
+}
+
+/// One champion's counts: rows of its population, and per reference variable the rows per bin.
+struct Counted<'m> {
+    target: Target,
+    model: &'m ModelFile,
+    rows: i64,
+    counts: Vec<Vec<u64>>,
+}
+
+impl<'m> DriftCounts<'m> {
+    pub fn new(models: &'m BTreeMap<Target, ModelFile>) -> Self {
+        let mut counted = Vec::new();
+        for (target, model) in models {
+            if model.drift_reference.is_empty() {
                 warn!(
                     target = target.name(),
                     version = %model.version,
-                    psi,
-                    "the {} score has drifted from the champion's training snapshot (PSI {psi:.3} > 0.25): retrain",
-                    target.name()
+                    "the champion has no drift reference (trained before drift figures existed); retrain to get them"
                 );
+                continue;
             }
-            out.push(Drift {
-                target: target.name().to_string(),
-                model_version: model.version.clone(),
-                variable: reference.variable.clone(),
-                kind: if is_score { "score" } else { "feature" }.to_string(),
-                psi,
-                reading: reading(psi).to_string(),
-                bins: reference.shares.len() as i32,
-                rows,
+            counted.push(Counted {
+                target: *target,
+                model,
+                rows: 0,
+                counts: model.drift_reference.iter().map(|r| r.no_counts()).collect(),
             });
         }
+        DriftCounts { models: counted }
     }
-    Ok(out)
+
+    /// Count one batch of customer_features and its scores (`p_refer`, `p_churn`: one per row).
+    pub fn add(
+        &mut self,
+        features: &RecordBatch,
+        p_refer: &[Option<f64>],
+        p_churn: &[Option<f64>],
+    ) -> Result<()> {
+        let batch = std::slice::from_ref(features);
+        for m in &mut self.models {
+            let mask = m.target.population(features)?;
+            m.rows += mask.iter().filter(|k| **k).count() as i64;
+            let scores = match m.target {
+                Target::Refer => p_refer,
+                Target::Churn => p_churn,
+            };
+            for (reference, counts) in m.model.drift_reference.iter().zip(&mut m.counts) {
+                let values = if reference.variable == SCORE_VARIABLE {
+                    scores.iter().map(|p| p.map(Value::Number)).collect()
+                } else {
+                    column_values(batch, &reference.variable)?
+                };
+                let values: Vec<Option<Value>> = values
+                    .into_iter()
+                    .zip(&mask)
+                    .filter(|(_, k)| **k)
+                    .map(|(v, _)| v)
+                    .collect();
+                reference.count(&values, counts);
+            }
+        }
+        Ok(())
+    }
+
+    /// The figures, per champion and reference variable; a drifted score is a warning.
+    pub fn finish(self) -> Vec<Drift> {
+        let mut out = Vec::new();
+        for m in self.models {
+            let (target, model) = (m.target, m.model);
+            for (reference, counts) in model.drift_reference.iter().zip(&m.counts) {
+                let is_score = reference.variable == SCORE_VARIABLE;
+                let psi = reference.psi_of_counts(counts);
+                if is_score && psi > 0.25 {
+                    warn!(
+                        target = target.name(),
+                        version = %model.version,
+                        psi,
+                        "the {} score has drifted from the champion's training snapshot (PSI {psi:.3} > 0.25): retrain",
+                        target.name()
+                    );
+                }
+                out.push(Drift {
+                    target: target.name().to_string(),
+                    model_version: model.version.clone(),
+                    variable: reference.variable.clone(),
+                    kind: if is_score { "score" } else { "feature" }.to_string(),
+                    psi,
+                    reading: reading(psi).to_string(),
+                    bins: reference.shares.len() as i32,
+                    rows: m.rows,
+                });
+            }
+        }
+        out
+    }
 }
 
 /// The figures as the published table (its contract's schema).

@@ -1,17 +1,21 @@
 //! Nightly scoring: every customer of customer_features scored with the champion models (as read
-//! back from their files), with deciles and reasons; p_churn only for the churn population.
+//! back from their files), with deciles and reasons; p_churn only for the churn population. The
+//! features are read from the scratch area batch by batch and the scores written back to it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
-use flywheel_models::{deciles, ModelFile};
+use flywheel_models::{deciles_by, ModelFile};
+use futures::StreamExt;
 
+use super::drift::{Drift, DriftCounts};
 use super::reasons::{reasons, Described};
 use super::target::Target;
 use crate::engine::catalog::SCORES;
-use crate::engine::Table;
+use crate::engine::stored::Batches;
+use crate::engine::{Scratch, Stored, StoredWriter};
 use crate::error::{FlywheelError, Result};
 
 /// Output schema of scores/customer_scores (its contract's).
@@ -19,53 +23,112 @@ pub fn scores_schema() -> Result<SchemaRef> {
     Ok(crate::contracts::contract(SCORES)?.schema())
 }
 
-/// Score customer_features (at the run date) with `models`, the champions as read back from
-/// their files, on `partitions` threads. A target without a model gets null scores.
-pub fn score(
-    features: &Table,
+/// Score the stored customer_features (at the run date) with `models`, the champions as read
+/// back from their files, on `partitions` threads, into a stored table of scores in the order of
+/// the features, and count the drift figures on the way. A target without a model gets null
+/// scores. Two passes over the features, neither holding them: the probabilities first (a decile
+/// ranks every customer, so it needs them all: 8 bytes a customer and target, and the ids), then
+/// the scores with their reasons and deciles, written batch by batch.
+pub async fn score(
+    features: &Stored,
     models: &BTreeMap<Target, ModelFile>,
     partitions: usize,
-) -> Result<Table> {
+    scratch: &Scratch,
+) -> Result<(Stored, Vec<Drift>)> {
+    let (mut p_refer, mut p_churn, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut drift = DriftCounts::new(models);
+    let mut batches = features.batches(None).await?;
+    while let Some(group) = next_group(&mut batches, partitions).await? {
+        let parts = crate::parallel::map_ordered(&group, partitions, |b| probabilities(models, b))?;
+        for (b, (refer, churn)) in group.iter().zip(parts) {
+            drift.add(b, &refer, &churn)?;
+            ids.push(column(b, "customer_id")?.clone());
+            p_refer.extend(refer);
+            p_churn.extend(churn);
+        }
+    }
+    let ids: Vec<&dyn arrow::array::Array> = ids.iter().map(|a| a.as_ref()).collect();
+    let ids = arrow::compute::concat(&ids)?;
+    let ids = ids.as_string::<i32>();
+    let refer_dec = deciles_by(&p_refer, |i| ids.value(i));
+    let churn_dec = deciles_by(&p_churn, |i| ids.value(i));
+    drop((p_refer, p_churn));
+
     let versions: BTreeMap<&str, String> = models
         .iter()
         .map(|(t, f)| (t.name(), f.version.clone()))
         .collect();
-    let n: usize = features.batches.iter().map(|b| b.num_rows()).sum();
-    // Score the batches on `target_partitions` threads, then put the parts back in batch order:
-    // the same output whatever the timing.
-    let parts =
-        crate::parallel::map_ordered(&features.batches, partitions, |b| score_batch(models, b))?;
-    let mut ids = Vec::with_capacity(n);
-    let mut p_refer: Vec<Option<f64>> = Vec::with_capacity(n);
-    let mut refer_reasons: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut p_churn: Vec<Option<f64>> = Vec::with_capacity(n);
-    let mut churn_reasons: Vec<Option<String>> = Vec::with_capacity(n);
-    for part in parts {
-        ids.extend(part.ids);
-        p_refer.extend(part.p_refer);
-        refer_reasons.extend(part.refer_reasons);
-        p_churn.extend(part.p_churn);
-        churn_reasons.extend(part.churn_reasons);
-    }
-    let refer_dec = deciles(&p_refer, &ids);
-    let churn_dec = deciles(&p_churn, &ids);
     let schema = scores_schema()?;
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(ids)),
-        Arc::new(Float64Array::from(p_refer)),
-        Arc::new(Int32Array::from(refer_dec)),
-        Arc::new(StringArray::from(refer_reasons)),
-        Arc::new(StringArray::from(vec![versions.get("refer").cloned(); n])),
-        Arc::new(Float64Array::from(p_churn)),
-        Arc::new(Int32Array::from(churn_dec)),
-        Arc::new(StringArray::from(churn_reasons)),
-        Arc::new(StringArray::from(vec![versions.get("churn").cloned(); n])),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), cols)?;
-    Ok(Table {
-        schema,
-        batches: vec![batch],
-    })
+    let mut out = StoredWriter::create(scratch, "tables/customer_scores.parquet", schema.clone())?;
+    let mut batches = features.batches(None).await?;
+    let mut at = 0;
+    while let Some(group) = next_group(&mut batches, partitions).await? {
+        let parts = crate::parallel::map_ordered(&group, partitions, |b| score_batch(models, b))?;
+        for part in parts {
+            let n = part.ids.len();
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(part.ids)),
+                Arc::new(Float64Array::from(part.p_refer)),
+                Arc::new(Int32Array::from(refer_dec[at..at + n].to_vec())),
+                Arc::new(StringArray::from(part.refer_reasons)),
+                Arc::new(StringArray::from(vec![versions.get("refer").cloned(); n])),
+                Arc::new(Float64Array::from(part.p_churn)),
+                Arc::new(Int32Array::from(churn_dec[at..at + n].to_vec())),
+                Arc::new(StringArray::from(part.churn_reasons)),
+                Arc::new(StringArray::from(vec![versions.get("churn").cloned(); n])),
+            ];
+            out.write(&RecordBatch::try_new(schema.clone(), cols)?).await?;
+            at += n;
+        }
+    }
+    // Read back (published) in the pieces that give the bytes of the scores as one batch.
+    let scores = out.finish().await?;
+    let cuts = crate::engine::encode::one_batch_cuts(scores.rows() as usize);
+    let scores = scores.cut_as(cuts)?;
+    Ok((scores, drift.finish()))
+}
+
+/// The next batches of `stream`, a few per thread (None at its end).
+async fn next_group(stream: &mut Batches, threads: usize) -> Result<Option<Vec<RecordBatch>>> {
+    let mut group = Vec::new();
+    while group.len() < threads * 4 {
+        match stream.next().await {
+            Some(b) => group.push(b?),
+            None => break,
+        }
+    }
+    Ok((!group.is_empty()).then_some(group))
+}
+
+fn column<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
+    b.column_by_name(name)
+        .ok_or_else(|| FlywheelError::internal(format!("customer_features has no column {name}")))
+}
+
+/// One probability per row (null: not scored).
+type Probabilities = Vec<Option<f64>>;
+
+/// The probabilities of one batch (refer, churn); null without a model, and for churn outside
+/// its population.
+fn probabilities(
+    models: &BTreeMap<Target, ModelFile>,
+    b: &RecordBatch,
+) -> Result<(Probabilities, Probabilities)> {
+    let n = b.num_rows();
+    let of = |t: Target| -> Result<Vec<Option<f64>>> {
+        match models.get(&t) {
+            Some(m) => Ok(m.model.probabilities(b)?.into_iter().map(Some).collect()),
+            None => Ok(vec![None; n]),
+        }
+    };
+    let refer = of(Target::Refer)?;
+    let population = Target::Churn.population(b)?;
+    let churn = of(Target::Churn)?
+        .into_iter()
+        .zip(population)
+        .map(|(p, inside)| p.filter(|_| inside))
+        .collect();
+    Ok((refer, churn))
 }
 
 /// The scores of one batch of customer_features.

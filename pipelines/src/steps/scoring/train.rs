@@ -14,7 +14,7 @@ use super::registry::Registry;
 use super::target::{feature_spec, Target};
 use super::training_set::{training_set, Snapshots};
 use crate::config::Config;
-use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages};
+use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Tables};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest;
 use crate::storage::Root;
@@ -49,7 +49,7 @@ pub async fn training_inputs(
     let validated = ingest::load_inputs(&ctx, cfg, input, as_of, scratch).await?;
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
     let jobs = catalog::jobs_for(&["int_referral_signups"])?;
-    let mut tables = BTreeMap::new();
+    let mut tables = Tables::default();
     let p = params(cfg, as_of);
     run_jobs(
         &ctx,

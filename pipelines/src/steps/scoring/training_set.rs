@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 use super::target::Target;
 use crate::config::Config;
 use crate::contracts;
-use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Stages, Table};
+use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Stages, Table, Tables};
 use crate::error::{FlywheelError, Result};
 
 /// customer_features evaluated at snapshot `t` in a session of its own (the job reads
@@ -24,7 +24,7 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: &RunDate) -> Res
         snap.register_table(*name, provider)?;
     }
     let needed = catalog::jobs_for(&[FEATURES])?;
-    let mut tables = BTreeMap::new();
+    let mut tables = Tables::default();
     run_jobs(
         &snap,
         &needed,
@@ -35,6 +35,7 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: &RunDate) -> Res
     )
     .await?;
     tables
+        .held
         .remove(FEATURES)
         .ok_or_else(|| FlywheelError::internal("the customer_features job left no table"))
 }

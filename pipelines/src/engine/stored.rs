@@ -1,0 +1,239 @@
+//! A table computed into the scratch area instead of memory: where its Parquet file is, its
+//! schema, and the row counts of the batches that produced it. Large tables (customer_features,
+//! the scores, the attribution) are stored so that a run's memory does not grow with them; they
+//! are read back batch by batch, in the order they were written, by the steps that need them
+//! (scoring, checking, publishing).
+
+use std::collections::VecDeque;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+
+use super::encode::ParquetSink;
+use super::scratch::Scratch;
+use crate::error::{FlywheelError, Result};
+
+#[derive(Clone)]
+pub struct Stored {
+    scratch: Scratch,
+    /// The file, below the scratch folder.
+    pub rel: String,
+    pub schema: SchemaRef,
+    /// Rows of each batch as it was written: [`Stored::batches`] cuts the file's batches back to
+    /// these, so a writer fed with them sees what it would have seen from the producer.
+    pub batch_rows: Vec<usize>,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("rel", &self.rel)
+            .field("rows", &self.rows())
+            .finish()
+    }
+}
+
+/// Batches read back from a stored table.
+pub type Batches = BoxStream<'static, Result<RecordBatch>>;
+
+impl Stored {
+    pub fn rows(&self) -> u64 {
+        self.batch_rows.iter().map(|n| *n as u64).sum()
+    }
+
+    /// The same table, read back in batches of the sizes `cuts` (they add up to its rows).
+    pub fn cut_as(mut self, cuts: Vec<usize>) -> Result<Stored> {
+        if cuts.iter().sum::<usize>() as u64 != self.rows() {
+            return Err(FlywheelError::internal(
+                "the new batch sizes of a stored table do not add up to its rows",
+            ));
+        }
+        self.batch_rows = cuts;
+        Ok(self)
+    }
+
+    /// The table's batches in the order they were written, cut to the batches that produced it
+    /// (`columns`: only those, in the table's order; None: all).
+    pub async fn batches(&self, columns: Option<&[&str]>) -> Result<Batches> {
+        let schema = match columns {
+            None => self.schema.clone(),
+            Some(names) => {
+                let mut keep = Vec::with_capacity(names.len());
+                for (i, f) in self.schema.fields().iter().enumerate() {
+                    if names.contains(&f.name().as_str()) {
+                        keep.push(i);
+                    }
+                }
+                std::sync::Arc::new(self.schema.project(&keep)?)
+            }
+        };
+        let file = self.scratch.read(&self.rel).await?;
+        let shown = self.scratch.display_file(&self.rel);
+        let unreadable = move |e: &dyn std::fmt::Display| {
+            FlywheelError::storage(
+                &shown,
+                format!("a scratch file cannot be read back ({e}); is the scratch area intact?"),
+            )
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(file)
+            .await
+            .map_err(|e| unreadable(&e))?;
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| self.schema.index_of(f.name()).ok())
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let stream = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| unreadable(&e))?;
+        let mut cut = Rechunk::new(&self.batch_rows);
+        let stream = stream
+            .map(move |b| {
+                let b = b.map_err(|e| unreadable(&e))?;
+                Ok(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?)
+            })
+            .map(move |b: Result<RecordBatch>| match b {
+                Ok(b) => cut.push(b),
+                Err(e) => Err(e),
+            })
+            .flat_map(|out: Result<Vec<RecordBatch>>| {
+                let items: Vec<Result<RecordBatch>> = match out {
+                    Ok(v) => v.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            });
+        Ok(stream.boxed())
+    }
+}
+
+/// Writes a stored table batch by batch, remembering the batch sizes.
+pub struct StoredWriter {
+    scratch: Scratch,
+    rel: String,
+    schema: SchemaRef,
+    sink: ParquetSink,
+    batch_rows: Vec<usize>,
+}
+
+impl StoredWriter {
+    pub fn create(scratch: &Scratch, rel: &str, schema: SchemaRef) -> Result<StoredWriter> {
+        Ok(StoredWriter {
+            scratch: scratch.clone(),
+            rel: rel.to_string(),
+            sink: scratch.writer(rel, schema.clone())?,
+            schema,
+            batch_rows: Vec::new(),
+        })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.batch_rows.push(batch.num_rows());
+        self.sink.write(batch).await
+    }
+
+    pub async fn finish(self) -> Result<Stored> {
+        self.sink.finish().await?;
+        Ok(Stored {
+            scratch: self.scratch,
+            rel: self.rel,
+            schema: self.schema,
+            batch_rows: self.batch_rows,
+        })
+    }
+}
+
+/// Cuts a stream of batches into batches of given sizes (the sizes must add up to its rows).
+struct Rechunk {
+    sizes: VecDeque<usize>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+}
+
+impl Rechunk {
+    fn new(sizes: &[usize]) -> Rechunk {
+        Rechunk {
+            sizes: sizes.iter().copied().collect(),
+            pending: Vec::new(),
+            pending_rows: 0,
+        }
+    }
+
+    /// Take `batch`; return the batches now complete.
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let schema = batch.schema();
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        let mut out = Vec::new();
+        while let Some(&want) = self.sizes.front() {
+            if self.pending_rows < want {
+                break;
+            }
+            self.sizes.pop_front();
+            out.push(self.take(&schema, want)?);
+        }
+        if self.sizes.is_empty() && self.pending_rows > 0 {
+            return Err(FlywheelError::internal(
+                "a stored table holds more rows than were written",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The first `want` pending rows as one batch (no copy when a pending batch is that size).
+    fn take(&mut self, schema: &SchemaRef, want: usize) -> Result<RecordBatch> {
+        let (mut parts, mut have) = (Vec::new(), 0);
+        while have < want {
+            let b = self.pending.remove(0);
+            let need = want - have;
+            if b.num_rows() > need {
+                parts.push(b.slice(0, need));
+                self.pending.insert(0, b.slice(need, b.num_rows() - need));
+                have += need;
+            } else {
+                have += b.num_rows();
+                parts.push(b);
+            }
+        }
+        self.pending_rows -= want;
+        if parts.len() == 1 {
+            return Ok(parts.pop().unwrap_or_else(|| RecordBatch::new_empty(schema.clone())));
+        }
+        Ok(arrow::compute::concat_batches(schema, &parts)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(values: std::ops::Range<i32>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int32, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from_iter_values(values))]).unwrap()
+    }
+
+    #[test]
+    fn batches_are_cut_back_to_the_sizes_they_were_written_in() {
+        let mut cut = Rechunk::new(&[3, 5, 2]);
+        let mut out = cut.push(batch(0..4)).unwrap();
+        out.extend(cut.push(batch(4..8)).unwrap());
+        out.extend(cut.push(batch(8..10)).unwrap());
+        let sizes: Vec<usize> = out.iter().map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, [3, 5, 2]);
+        let all = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
+        assert_eq!(all, batch(0..10));
+        let mut over = Rechunk::new(&[2]);
+        assert!(over.push(batch(0..3)).is_err());
+    }
+}
