@@ -25,6 +25,11 @@ pub struct Stored {
     /// Rows of each batch as it was written: [`Stored::batches`] cuts the file's batches back to
     /// these, so a writer fed with them sees what it would have seen from the producer.
     pub batch_rows: Vec<usize>,
+    /// Per batch as written, per column: whether it carried a validity buffer. Parquet does not
+    /// keep that (a column read back without nulls has none), but the Parquet writer encodes a
+    /// column with a validity buffer in other pages than one without, so reading back restores
+    /// it. Empty when the batches are cut anew ([`Stored::cut_as`]).
+    validity: std::sync::Arc<Vec<Vec<bool>>>,
 }
 
 impl std::fmt::Debug for Stored {
@@ -52,6 +57,7 @@ impl Stored {
             ));
         }
         self.batch_rows = cuts;
+        self.validity = Default::default();
         Ok(self)
     }
 
@@ -86,12 +92,20 @@ impl Stored {
             .iter()
             .filter_map(|f| self.schema.index_of(f.name()).ok())
             .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots.clone());
         let stream = builder
             .with_projection(mask)
             .build()
             .map_err(|e| unreadable(&e))?;
         let mut cut = Rechunk::new(&self.batch_rows);
+        let (validity, mut written) = (self.validity.clone(), 0usize);
+        let mut restore = move |b: RecordBatch| -> Result<RecordBatch> {
+            let Some(had) = validity.get(written) else {
+                return Ok(b);
+            };
+            written += 1;
+            with_validity(b, roots.iter().map(|&i| had[i]))
+        };
         let stream = stream
             .map(move |b| {
                 let b = b.map_err(|e| unreadable(&e))?;
@@ -101,9 +115,9 @@ impl Stored {
                 Ok(b) => cut.push(b),
                 Err(e) => Err(e),
             })
-            .flat_map(|out: Result<Vec<RecordBatch>>| {
+            .flat_map(move |out: Result<Vec<RecordBatch>>| {
                 let items: Vec<Result<RecordBatch>> = match out {
-                    Ok(v) => v.into_iter().map(Ok).collect(),
+                    Ok(v) => v.into_iter().map(&mut restore).collect(),
                     Err(e) => vec![Err(e)],
                 };
                 futures::stream::iter(items)
@@ -119,6 +133,7 @@ pub struct StoredWriter {
     schema: SchemaRef,
     sink: ParquetSink,
     batch_rows: Vec<usize>,
+    validity: Vec<Vec<bool>>,
 }
 
 impl StoredWriter {
@@ -129,6 +144,7 @@ impl StoredWriter {
             sink: scratch.writer(rel, schema.clone())?,
             schema,
             batch_rows: Vec::new(),
+            validity: Vec::new(),
         })
     }
 
@@ -137,6 +153,8 @@ impl StoredWriter {
             return Ok(());
         }
         self.batch_rows.push(batch.num_rows());
+        let had = batch.columns().iter().map(|c| c.nulls().is_some()).collect();
+        self.validity.push(had);
         self.sink.write(batch).await
     }
 
@@ -147,8 +165,61 @@ impl StoredWriter {
             rel: self.rel,
             schema: self.schema,
             batch_rows: self.batch_rows,
+            validity: std::sync::Arc::new(self.validity),
         })
     }
+}
+
+/// `b` with a validity buffer on exactly the columns `had` says (one without nulls gains an
+/// all-valid buffer or loses its buffer; a column with nulls always has one).
+fn with_validity(b: RecordBatch, had: impl Iterator<Item = bool>) -> Result<RecordBatch> {
+    use arrow::array::Array;
+    use arrow::buffer::NullBuffer;
+    let mut columns = Vec::with_capacity(b.num_columns());
+    for (c, had) in b.columns().iter().zip(had) {
+        columns.push(match (c.nulls(), had) {
+            (None, true) => replace_nulls(c, Some(NullBuffer::new_valid(c.len())))?,
+            (Some(n), false) if n.null_count() == 0 => replace_nulls(c, None)?,
+            _ => c.clone(),
+        });
+    }
+    Ok(RecordBatch::try_new(b.schema(), columns)?)
+}
+
+/// `c` with the validity buffer `nulls`, built with the typed constructors (going through
+/// `ArrayData` drops a buffer without nulls).
+fn replace_nulls(
+    c: &arrow::array::ArrayRef,
+    nulls: Option<arrow::buffer::NullBuffer>,
+) -> Result<arrow::array::ArrayRef> {
+    use arrow::array::{downcast_primitive_array, AsArray, BooleanArray, StringArray};
+    use arrow::datatypes::DataType;
+    use std::sync::Arc;
+    Ok(downcast_primitive_array!(
+        c => primitive(c, nulls)?,
+        DataType::Utf8 => {
+            let (offsets, values, _) = c.as_string::<i32>().clone().into_parts();
+            Arc::new(StringArray::try_new(offsets, values, nulls)?)
+        }
+        DataType::Boolean => {
+            let (values, _) = c.as_boolean().clone().into_parts();
+            Arc::new(BooleanArray::new(values, nulls))
+        }
+        other => {
+            return Err(FlywheelError::internal(format!(
+                "a stored table has a column of type {other}, which reading back does not restore"
+            )))
+        }
+    ))
+}
+
+fn primitive<T: arrow::datatypes::ArrowPrimitiveType>(
+    c: &arrow::array::PrimitiveArray<T>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+) -> Result<arrow::array::ArrayRef> {
+    let (ty, values, _) = c.clone().into_parts();
+    let typed = arrow::array::PrimitiveArray::<T>::try_new(values, nulls)?.with_data_type(ty);
+    Ok(std::sync::Arc::new(typed))
 }
 
 /// Cuts a stream of batches into batches of given sizes (the sizes must add up to its rows).
