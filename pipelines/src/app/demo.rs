@@ -63,7 +63,7 @@ async fn train_missing(
                 fingerprint: &inputs.fingerprint,
                 export: None,
             };
-            train::train(&inputs.ctx, cfg, registry, &request, &mut snapshots).await?;
+            train::train(&inputs, cfg, registry, &request, &mut snapshots).await?;
         }
         Ok(())
     })

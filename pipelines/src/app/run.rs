@@ -454,8 +454,8 @@ async fn compute(
     if !due.is_empty() {
         keep.extend(scoring::outcome::LABEL_TABLES);
     }
-    let release =
-        Release::plan(&ordered, contracts::inputs(), &keep).spilling_to(scratch, &presenting::READS);
+    let release = Release::plan(&ordered, contracts::inputs(), &keep)
+        .spilling_to(scratch, &presenting::READS);
     let mut tables = Tables::default();
     let t = stages.start();
     register_earlier(ctx, cfg, output, run_date).await?;

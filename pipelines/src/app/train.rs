@@ -60,7 +60,7 @@ async fn train_each(
             fingerprint: &inputs.fingerprint,
             export,
         };
-        let trained = train::train(&inputs.ctx, cfg, &registry, &request, &mut snapshots).await?;
+        let trained = train::train(inputs, cfg, &registry, &request, &mut snapshots).await?;
         out.push(TrainedTarget {
             target,
             seconds: started.elapsed().as_secs_f64(),

@@ -90,6 +90,14 @@ impl Scratch {
         result
     }
 
+    /// The folder `rel` of this scratch area, as a scratch area of its own (e.g. one training
+    /// snapshot's intermediate tables, which must not replace the run date's).
+    pub fn child(&self, rel: &str) -> Scratch {
+        Scratch {
+            root: self.root.child(rel),
+        }
+    }
+
     /// Where the scratch area is, for messages.
     pub fn display(&self) -> String {
         self.root.url.clone()

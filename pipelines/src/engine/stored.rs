@@ -49,6 +49,12 @@ impl Stored {
         self.batch_rows.iter().map(|n| *n as u64).sum()
     }
 
+    /// Register the table in `ctx` under `name`, read by the engine from its location.
+    pub fn register(&self, ctx: &datafusion::prelude::SessionContext, name: &str) -> Result<()> {
+        self.scratch
+            .register(ctx, name, &self.rel, self.schema.clone())
+    }
+
     /// The same table, read back in batches of the sizes `cuts` (they add up to its rows).
     pub fn cut_as(mut self, cuts: Vec<usize>) -> Result<Stored> {
         if cuts.iter().sum::<usize>() as u64 != self.rows() {
@@ -153,7 +159,11 @@ impl StoredWriter {
             return Ok(());
         }
         self.batch_rows.push(batch.num_rows());
-        let had = batch.columns().iter().map(|c| c.nulls().is_some()).collect();
+        let had = batch
+            .columns()
+            .iter()
+            .map(|c| c.nulls().is_some())
+            .collect();
         self.validity.push(had);
         self.sink.write(batch).await
     }
@@ -276,7 +286,9 @@ impl Rechunk {
         }
         self.pending_rows -= want;
         if parts.len() == 1 {
-            return Ok(parts.pop().unwrap_or_else(|| RecordBatch::new_empty(schema.clone())));
+            return Ok(parts
+                .pop()
+                .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())));
         }
         Ok(arrow::compute::concat_batches(schema, &parts)?)
     }

@@ -87,7 +87,13 @@ pub fn outputs(
             continue;
         }
         let held = tables.held.get(&contract.table).cloned().map(Content::Held);
-        let stored = || tables.stored.get(&contract.table).cloned().map(Content::Stored);
+        let stored = || {
+            tables
+                .stored
+                .get(&contract.table)
+                .cloned()
+                .map(Content::Stored)
+        };
         let table = held.or_else(stored).ok_or_else(|| {
             FlywheelError::internal(format!(
                 "published table {} was not computed",
@@ -273,9 +279,9 @@ pub async fn stage(
         let rows = o.table.rows();
         // The CRM file keeps every column (dt included) and lives apart from the Parquet
         // folders, so that those hold only Parquet.
-        let csv_folder = o
-            .folder
-            .replacen(&o.publication.folder, &format!("exports/{}", o.name), 1);
+        let csv_folder =
+            o.folder
+                .replacen(&o.publication.folder, &format!("exports/{}", o.name), 1);
         let csv_file = format!("{}.csv", o.name);
         match &o.table {
             Content::Held(t) => {

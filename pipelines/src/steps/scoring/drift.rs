@@ -65,7 +65,11 @@ impl<'m> DriftCounts<'m> {
                 target: *target,
                 model,
                 rows: 0,
-                counts: model.drift_reference.iter().map(|r| r.no_counts()).collect(),
+                counts: model
+                    .drift_reference
+                    .iter()
+                    .map(|r| r.no_counts())
+                    .collect(),
             });
         }
         DriftCounts { models: counted }

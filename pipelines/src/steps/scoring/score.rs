@@ -77,7 +77,8 @@ pub async fn score(
                 Arc::new(StringArray::from(part.churn_reasons)),
                 Arc::new(StringArray::from(vec![versions.get("churn").cloned(); n])),
             ];
-            out.write(&RecordBatch::try_new(schema.clone(), cols)?).await?;
+            out.write(&RecordBatch::try_new(schema.clone(), cols)?)
+                .await?;
             at += n;
         }
     }

@@ -8,13 +8,16 @@ use arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::SessionContext;
 use flywheel_models::ndarray::Array2;
 use flywheel_models::{evaluate, fit, promotion_decision, FitSettings, ModelFile, Preprocessor};
+use futures::StreamExt;
 use tracing::info;
 
 use super::registry::Registry;
 use super::target::{feature_spec, Target};
-use super::training_set::{training_set, Snapshots};
+use super::training_set::{training_set, Labelled, Snapshots};
 use crate::config::Config;
-use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Tables};
+use crate::engine::{
+    catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Tables,
+};
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest;
 use crate::storage::Root;
@@ -35,6 +38,8 @@ pub fn design(pre: &Preprocessor, batches: &[RecordBatch]) -> Result<Array2<f64>
 pub struct TrainingInputs {
     pub ctx: SessionContext,
     pub fingerprint: String,
+    /// Where the snapshots and labelled sets are stored.
+    pub scratch: Scratch,
 }
 
 /// Read and validate the inputs at `input` as of `as_of` (their valid rows streamed into
@@ -63,6 +68,7 @@ pub async fn training_inputs(
     Ok(TrainingInputs {
         ctx,
         fingerprint: super::target::fingerprint(&validated.files),
+        scratch: scratch.clone(),
     })
 }
 
@@ -81,62 +87,140 @@ pub struct Request<'a> {
     pub export: Option<&'a Root>,
 }
 
-/// A labelled set: feature batches and their labels.
+/// The rows a fit reads, in memory: feature batches and their labels.
 #[derive(Clone)]
-struct Labelled {
+struct Sample {
     batches: Vec<RecordBatch>,
     y: Vec<bool>,
 }
 
-impl Labelled {
-    /// At most `limit` rows for fitting (all when `limit` is 0 or the set is smaller): the rows
-    /// whose customer_id has the smallest 64-bit FNV-1a hashes (ties: the smaller id), in their
-    /// original order. A customer's membership depends on its id alone, so the sample is the
-    /// same on every machine and run, and unrelated to the label.
-    fn sample(&self, limit: usize) -> Result<Labelled> {
-        if limit == 0 || self.y.len() <= limit {
-            return Ok(self.clone());
+/// At most `limit` rows of `set` for fitting (all when `limit` is 0 or the set is smaller): the
+/// rows whose customer_id has the smallest 64-bit FNV-1a hashes (ties: the smaller id), in their
+/// original order. A customer's membership depends on its id alone, so the sample is the same on
+/// every machine and run, and unrelated to the label. Read from the stored set: a pass over the
+/// ids (8 bytes a row), a second over the ids of a tied hash (practically never), then the rows
+/// kept.
+async fn sample(set: &Labelled, limit: usize) -> Result<Sample> {
+    let keep = if limit == 0 || set.y.len() <= limit {
+        None
+    } else {
+        let mut hashes = Vec::with_capacity(set.y.len());
+        for_each_id(set, |id| hashes.push(flywheel_models::fnv1a(id.as_bytes()))).await?;
+        let (mut keep, tie) = smallest(&hashes, limit);
+        if let Some((h, slots)) = tie {
+            let (mut tied, mut row) = (Vec::new(), 0);
+            for_each_id(set, |id| {
+                if hashes[row] == h {
+                    tied.push((id.to_string(), row));
+                }
+                row += 1;
+            })
+            .await?;
+            tied.sort();
+            tied.iter().take(slots).for_each(|(_, r)| keep[*r] = true);
         }
-        let mut keyed: Vec<(u64, String, usize)> = Vec::with_capacity(self.y.len());
-        for b in &self.batches {
-            let ids = b
-                .column_by_name("customer_id")
-                .ok_or_else(|| FlywheelError::internal("a training set has no customer_id"))?;
-            let ids = arrow::compute::cast(ids, &arrow::datatypes::DataType::Utf8)?;
-            for id in ids.as_string::<i32>().iter() {
-                let id = id.unwrap_or_default().to_string();
-                keyed.push((flywheel_models::fnv1a(id.as_bytes()), id, keyed.len()));
+        Some(keep)
+    };
+    let (mut batches, mut y, mut at) = (Vec::new(), Vec::new(), 0);
+    let mut rows = set.rows.batches(None).await?;
+    while let Some(b) = rows.next().await {
+        let b = b?;
+        let range = at..at + b.num_rows();
+        at = range.end;
+        match &keep {
+            None => {
+                y.extend_from_slice(&set.y[range]);
+                batches.push(b);
+            }
+            Some(keep) => {
+                let mask = arrow::array::BooleanArray::from(keep[range.clone()].to_vec());
+                batches.push(arrow::compute::filter_record_batch(&b, &mask)?);
+                y.extend(
+                    set.y[range.clone()]
+                        .iter()
+                        .zip(&keep[range])
+                        .filter(|(_, k)| **k)
+                        .map(|(y, _)| *y),
+                );
             }
         }
-        keyed.select_nth_unstable(limit - 1);
-        let mut keep = vec![false; keyed.len()];
-        for (_, _, row) in &keyed[..limit] {
-            keep[*row] = true;
-        }
-        let (mut batches, mut at) = (Vec::with_capacity(self.batches.len()), 0);
-        for b in &self.batches {
-            let mask = arrow::array::BooleanArray::from(keep[at..at + b.num_rows()].to_vec());
-            batches.push(arrow::compute::filter_record_batch(b, &mask)?);
-            at += b.num_rows();
-        }
-        let y = self
-            .y
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(y, _)| *y);
-        Ok(Labelled {
-            batches,
-            y: y.collect(),
-        })
     }
+    Ok(Sample { batches, y })
+}
+
+/// The `limit` smallest `hashes` (limit ≥ 1, fewer than the rows): every row below the
+/// `limit`-th smallest hash, and the rows at it when they all fit; else those are left out
+/// and returned as (hash, how many of them to keep), to be chosen by id.
+fn smallest(hashes: &[u64], limit: usize) -> (Vec<bool>, Option<(u64, usize)>) {
+    let mut sorted = hashes.to_vec();
+    let (_, &mut h, _) = sorted.select_nth_unstable(limit - 1);
+    drop(sorted);
+    let below = hashes.iter().filter(|x| **x < h).count();
+    let at = hashes.iter().filter(|x| **x == h).count();
+    let slots = limit - below;
+    let keep = hashes
+        .iter()
+        .map(|x| *x < h || (*x == h && at <= slots))
+        .collect();
+    (keep, (at > slots).then_some((h, slots)))
+}
+
+/// `f` over the customer_id of every row of the stored set, in order (a null id as "").
+async fn for_each_id(set: &Labelled, mut f: impl FnMut(&str)) -> Result<()> {
+    let mut ids = set.rows.batches(Some(&["customer_id"])).await?;
+    while let Some(b) = ids.next().await {
+        let b = b?;
+        let ids = b
+            .column_by_name("customer_id")
+            .ok_or_else(|| FlywheelError::internal("a training set has no customer_id"))?;
+        let ids = arrow::compute::cast(ids, &arrow::datatypes::DataType::Utf8)?;
+        ids.as_string::<i32>()
+            .iter()
+            .for_each(|id| f(id.unwrap_or_default()));
+    }
+    Ok(())
+}
+
+/// The probability `model` gives every row of the stored set, in order: its design matrix a
+/// few batches at a time, on two threads (row for row what one matrix of every row gives).
+async fn predict(model: &flywheel_models::Model, set: &Labelled) -> Result<Vec<f64>> {
+    let mut p = Vec::with_capacity(set.y.len());
+    let mut rows = set.rows.batches(None).await?;
+    let mut group = Vec::new();
+    loop {
+        let next = rows.next().await.transpose()?;
+        let end = next.is_none();
+        group.extend(next);
+        if group.len() == 8 || (end && !group.is_empty()) {
+            let parts = crate::parallel::map_ordered(&group, 2, |b| {
+                Ok(model.predict(&model.preprocessor.transform(b)?))
+            })?;
+            p.extend(parts.into_iter().flatten());
+            group.clear();
+        }
+        if end {
+            return Ok(p);
+        }
+    }
+}
+
+/// The whole design matrix of the stored set (only to export it: small sets).
+async fn design_of(pre: &Preprocessor, set: &Labelled) -> Result<Array2<f64>> {
+    let mut batches = Vec::new();
+    let mut rows = set.rows.batches(None).await?;
+    while let Some(b) = rows.next().await {
+        batches.push(b?);
+    }
+    design(pre, &batches)
 }
 
 /// The two fits of a training: out of time (older snapshot) and final (newer snapshot).
 struct Fits {
     validation: flywheel_models::Model,
-    /// The validation model's design matrix of the older snapshot (for `export`).
+    /// The validation model's design matrix of the older snapshot and its labels (for
+    /// `export`).
     validation_x: Array2<f64>,
+    validation_y: Vec<bool>,
     model: flywheel_models::Model,
 }
 
@@ -144,27 +228,25 @@ struct Fits {
 /// same holdout, and promote it when it is at least as good (README, "Models"). `ctx` holds the
 /// validated inputs and the run date's `int_referral_signups`.
 pub async fn train(
-    ctx: &SessionContext,
+    inputs: &TrainingInputs,
     cfg: &Config,
     registry: &Registry,
     req: &Request<'_>,
     snapshots: &mut Snapshots,
 ) -> Result<Trained> {
+    let (ctx, scratch) = (&inputs.ctx, &inputs.scratch);
     let target = req.target;
     let h = target.horizon_days(cfg);
     let (train_t, holdout_t) = (req.as_of.days_before(2 * h), req.as_of.days_before(h));
-    let (b, y) = training_set(ctx, cfg, target, &train_t, snapshots).await?;
-    let older = Labelled { batches: b, y };
-    let (b, y) = training_set(ctx, cfg, target, &holdout_t, snapshots).await?;
-    let newer = Labelled { batches: b, y };
+    let older = training_set(ctx, cfg, target, &train_t, snapshots, scratch).await?;
+    let newer = training_set(ctx, cfg, target, &holdout_t, snapshots, scratch).await?;
     info!(target = target.name(), train_rows = older.y.len(), holdout_rows = newer.y.len(), %train_t, %holdout_t, "training sets built");
 
     let step = std::time::Instant::now();
-    let (fits, fitted_rows) = fit_sampled(cfg, target, &older, &newer, step)?;
-    let xh = design(&fits.validation.preprocessor, &newer.batches)?;
-    let p = fits.validation.predict(&xh);
+    let (fits, fitted_rows) = fit_sampled(cfg, target, &older, &newer, step).await?;
+    let p = predict(&fits.validation, &newer).await?;
     if let Some(dir) = req.export {
-        export_design(dir, cfg, target, &fits, &xh, &p, &older, &newer).await?;
+        export_design(dir, cfg, target, &fits, &p, &newer).await?;
     }
     drop(fits.validation_x);
     let holdout_metrics = evaluate(&p, &newer.y);
@@ -174,7 +256,7 @@ pub async fn train(
         "holdout evaluated"
     );
     let model = fits.model;
-    let drift_reference = drift_reference(&model, &newer.batches)?;
+    let drift_reference = drift_reference(&model, &newer).await?;
     if !model.convergence.converged {
         tracing::warn!(
             target = target.name(),
@@ -217,17 +299,21 @@ pub async fn train(
 
 /// The training snapshot's distribution of every feature the model reads and of its score (the
 /// final model on its own training rows): the reference of the nightly drift figures.
-fn drift_reference(
+async fn drift_reference(
     model: &flywheel_models::Model,
-    batches: &[RecordBatch],
+    set: &Labelled,
 ) -> Result<Vec<flywheel_models::drift::Reference>> {
     use flywheel_models::drift::{column_values, reference_of, Reference};
     let mut out = Vec::new();
     for name in super::target::model_features(model) {
-        out.push(reference_of(&name, &column_values(batches, &name)?));
+        let mut values = Vec::with_capacity(set.y.len());
+        let mut column = set.rows.batches(Some(&[name.as_str()])).await?;
+        while let Some(b) = column.next().await {
+            values.extend(column_values(&[b?], &name)?);
+        }
+        out.push(reference_of(&name, &values));
     }
-    let p = model.predict(&design(&model.preprocessor, batches)?);
-    let scores: Vec<Option<f64>> = p.into_iter().map(Some).collect();
+    let scores: Vec<Option<f64>> = predict(model, set).await?.into_iter().map(Some).collect();
     out.push(Reference::numeric(SCORE_VARIABLE, &scores));
     Ok(out)
 }
@@ -244,9 +330,9 @@ fn settings(cfg: &Config, rows: usize) -> FitSettings {
     }
 }
 
-/// Both fits on at most `train_sample_rows` rows of each snapshot (see [`Labelled::sample`]);
-/// also the rows the final model was fitted on.
-fn fit_sampled(
+/// Both fits on at most `train_sample_rows` rows of each snapshot (see [`sample`]); also the
+/// rows the final model was fitted on.
+async fn fit_sampled(
     cfg: &Config,
     target: Target,
     older: &Labelled,
@@ -254,8 +340,8 @@ fn fit_sampled(
     step: std::time::Instant,
 ) -> Result<(Fits, usize)> {
     let limit = cfg.train_sample_rows as usize;
-    let (older_fit, newer_fit) = (older.sample(limit)?, newer.sample(limit)?);
-    let fits = fit_both(cfg, target, &older_fit, &newer_fit, step)?;
+    let (older_fit, newer_fit) = (sample(older, limit).await?, sample(newer, limit).await?);
+    let fits = fit_both(cfg, target, older_fit, &newer_fit, step)?;
     let fitted_rows = newer_fit.y.len();
     if fitted_rows < newer.y.len() {
         info!(
@@ -265,7 +351,6 @@ fn fit_sampled(
             "fitted on a sample (train_sample_rows); evaluated on the whole holdout"
         );
     }
-    drop((older_fit, newer_fit));
     Ok((fits, fitted_rows))
 }
 
@@ -275,12 +360,12 @@ fn fit_sampled(
 fn fit_both(
     cfg: &Config,
     target: Target,
-    older: &Labelled,
-    newer: &Labelled,
+    older: Sample,
+    newer: &Sample,
     step: std::time::Instant,
 ) -> Result<Fits> {
     let spec = feature_spec();
-    let fit_on = |set: &Labelled, what: &'static str| -> Result<_> {
+    let fit_on = |set: &Sample, what: &'static str| -> Result<_> {
         let pre = Preprocessor::fit(&spec, &set.batches)?;
         let x = design(&pre, &set.batches)?;
         let model = fit(pre, &x, &set.y, &settings(cfg, set.y.len()))?;
@@ -293,7 +378,7 @@ fn fit_both(
         Ok((model, x))
     };
     let (validation, final_fit) = std::thread::scope(|scope| {
-        let validation = scope.spawn(|| fit_on(older, "validation"));
+        let validation = scope.spawn(|| fit_on(&older, "validation"));
         let final_fit = fit_on(newer, "final");
         let validation = validation
             .join()
@@ -305,31 +390,30 @@ fn fit_both(
     Ok(Fits {
         validation,
         validation_x,
+        validation_y: older.y,
         model,
     })
 }
 
 /// The out-of-time design matrices and flywheel's validation model, for `tests/sklearn_compare.py`.
-#[allow(clippy::too_many_arguments)]
 async fn export_design(
     dir: &Root,
     cfg: &Config,
     target: Target,
     fits: &Fits,
-    xh: &Array2<f64>,
     p: &[f64],
-    older: &Labelled,
     newer: &Labelled,
 ) -> Result<()> {
     let names = fits.validation.preprocessor.column_names();
     dir.put(
         &format!("{}/train.csv", target.name()),
-        design_csv(&names, &fits.validation_x, &older.y).into(),
+        design_csv(&names, &fits.validation_x, &fits.validation_y).into(),
     )
     .await?;
+    let xh = design_of(&fits.validation.preprocessor, newer).await?;
     dir.put(
         &format!("{}/holdout.csv", target.name()),
-        design_csv(&names, xh, &newer.y).into(),
+        design_csv(&names, &xh, &newer.y).into(),
     )
     .await?;
     let ours = serde_json::json!({
@@ -360,13 +444,13 @@ async fn promotion(
         Some(v) if *v == file.version => (true, "identical to the champion".to_string()),
         Some(v) => match registry.load(target, v).await {
             Err(e) => (true, format!("the champion {v} cannot be used ({e})")),
-            Ok(champ) => match design(&champ.model.preprocessor, &holdout.batches) {
+            Ok(champ) => match predict(&champ.model, holdout).await {
                 Err(e) => (
                     true,
                     format!("the champion {v} does not fit today's features ({e})"),
                 ),
-                Ok(xh) => {
-                    let cm = evaluate(&champ.model.predict(&xh), &holdout.y);
+                Ok(p) => {
+                    let cm = evaluate(&p, &holdout.y);
                     promotion_decision(&file.holdout_metrics, &cm, v)
                 }
             },
@@ -396,74 +480,55 @@ fn design_csv(names: &[String], x: &Array2<f64>, y: &[bool]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-
     use super::*;
 
-    fn set(ids: &[&str]) -> Labelled {
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "customer_id",
-            DataType::Utf8,
-            false,
-        )]));
-        let half = ids.len() / 2;
-        let batch = |part: &[&str]| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(StringArray::from(part.to_vec()))],
-            )
-            .unwrap()
-        };
-        Labelled {
-            batches: vec![batch(&ids[..half]), batch(&ids[half..])],
-            // The label is a function of the id, so alignment can be checked.
-            y: ids.iter().map(|i| i.ends_with('7')).collect(),
-        }
-    }
-
-    fn ids(l: &Labelled) -> Vec<String> {
-        l.batches
-            .iter()
-            .flat_map(|b| {
-                let c = b.column(0).as_string::<i32>().clone();
-                (0..c.len())
-                    .map(|i| c.value(i).to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
     #[test]
-    fn the_fitting_sample_is_the_smallest_hashes_in_order_with_their_labels() {
+    fn the_fitting_sample_is_the_smallest_hashes_in_order() {
         let names: Vec<String> = (0..1000).map(|i| format!("CU{i:08}")).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let full = set(&refs);
-        // No limit, or a limit above the size: everything.
-        assert_eq!(full.sample(0).unwrap().y.len(), 1000);
-        assert_eq!(full.sample(5000).unwrap().y.len(), 1000);
-        let s = full.sample(100).unwrap();
-        let kept = ids(&s);
-        assert_eq!(kept.len(), 100);
-        // Exactly the 100 smallest hashes, kept in their original order.
-        let mut by_hash: Vec<(u64, &String)> = names
+        let hashes: Vec<u64> = names
             .iter()
-            .map(|n| (flywheel_models::fnv1a(n.as_bytes()), n))
+            .map(|n| flywheel_models::fnv1a(n.as_bytes()))
             .collect();
+        let (keep, tie) = smallest(&hashes, 100);
+        assert!(tie.is_none());
+        let kept: Vec<&String> = names
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(n, _)| n)
+            .collect();
+        // Exactly the 100 smallest hashes, kept in their original order.
+        let mut by_hash: Vec<(u64, &String)> = hashes.iter().copied().zip(&names).collect();
         by_hash.sort();
         let mut want: Vec<&String> = by_hash[..100].iter().map(|(_, n)| *n).collect();
         want.sort();
-        assert_eq!(kept.iter().collect::<Vec<_>>(), want);
-        // Labels travel with their rows.
-        let labels: Vec<bool> = kept.iter().map(|i| i.ends_with('7')).collect();
-        assert_eq!(s.y, labels);
+        assert_eq!(kept, want);
         // Membership depends on the id's own hash: a customer sampled from the whole set is
         // sampled from any subset that contains it (its rank can only improve).
-        let first_half = ids(&set(&refs[..500]).sample(100).unwrap());
-        for id in kept.iter().filter(|i| refs[..500].contains(&i.as_str())) {
-            assert!(first_half.contains(id), "{id}");
+        let (half, _) = smallest(&hashes[..500], 100);
+        for (row, _) in keep.iter().enumerate().filter(|(r, k)| **k && *r < 500) {
+            assert!(half[row], "{}", names[row]);
         }
+    }
+
+    #[test]
+    fn a_tie_at_the_boundary_is_left_to_the_ids() {
+        // Sorted: 1, 3, 5, 5, 5. Three rows: both below 5 and one of the three 5s, by id.
+        assert_eq!(
+            smallest(&[5, 1, 5, 3, 5], 3),
+            (vec![false, true, false, true, false], Some((5, 1)))
+        );
+        // Two rows: no tie at the boundary.
+        assert_eq!(
+            smallest(&[5, 1, 5, 3, 5], 2),
+            (vec![false, true, false, true, false], None)
+        );
+        // Four rows: two of the three 5s, by id.
+        assert_eq!(
+            smallest(&[5, 1, 5, 3, 5], 4),
+            (vec![false, true, false, true, false], Some((5, 2)))
+        );
+        // Every tied row fits.
+        assert_eq!(smallest(&[2, 1, 2], 3).1, None);
     }
 }

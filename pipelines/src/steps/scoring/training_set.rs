@@ -10,13 +10,21 @@ use datafusion::prelude::SessionContext;
 use super::target::Target;
 use crate::config::Config;
 use crate::contracts;
-use crate::engine::{catalog, params, run_jobs, session, Release, RunDate, Stages, Table, Tables};
+use crate::engine::{
+    catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Stored, StoredWriter,
+    Table, Tables,
+};
 use crate::error::{FlywheelError, Result};
 
 /// customer_features evaluated at snapshot `t` in a session of its own (the job reads
-/// `int_referral_signups` and `int_referral_generations`, which must be computed at `t` too).
-/// `ctx` holds the validated inputs.
-pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: &RunDate) -> Result<Table> {
+/// `int_referral_signups` and `int_referral_generations`, which must be computed at `t` too),
+/// stored in a folder of `scratch` of its own. `ctx` holds the validated inputs.
+pub async fn features_at(
+    ctx: &SessionContext,
+    cfg: &Config,
+    t: &RunDate,
+    scratch: &Scratch,
+) -> Result<Stored> {
     let snap = session(cfg)?;
     crate::engine::session::same_joins(ctx, &snap);
     for name in contracts::inputs() {
@@ -25,17 +33,18 @@ pub async fn features_at(ctx: &SessionContext, cfg: &Config, t: &RunDate) -> Res
     }
     let needed = catalog::jobs_for(&[FEATURES])?;
     let mut tables = Tables::default();
+    let scratch = scratch.child(&format!("snapshot-{t}"));
     run_jobs(
         &snap,
         &needed,
         &params(cfg, t),
         &mut Stages::default(),
         &mut tables,
-        &Release::none(),
+        &Release::none().spilling_to(&scratch, &[]),
     )
     .await?;
     tables
-        .held
+        .stored
         .remove(FEATURES)
         .ok_or_else(|| FlywheelError::internal("the customer_features job left no table"))
 }
@@ -45,26 +54,82 @@ pub const FEATURES: &str = "customer_features";
 
 /// customer_features per snapshot, computed once per process: `train --target all` needs the
 /// snapshot as_of − 180 days for both targets (refer's training, churn's holdout).
-pub type Snapshots = BTreeMap<RunDate, Table>;
+pub type Snapshots = BTreeMap<RunDate, Stored>;
 
-/// A labelled training set at snapshot `t`: the rows of `sql/train_labels_<target>.sql` and
-/// their labels. `ctx` holds the inputs and the run date's `int_referral_signups`.
+/// A labelled set, stored: the rows of `sql/train_labels_<target>.sql` (features and label) in
+/// the scratch area, and their labels in memory.
+pub struct Labelled {
+    pub rows: Stored,
+    pub y: Vec<bool>,
+}
+
+/// The labelled training set at snapshot `t`, stored in `scratch`. `ctx` holds the inputs and
+/// the run date's `int_referral_signups`.
 pub async fn training_set(
     ctx: &SessionContext,
     cfg: &Config,
     target: Target,
     t: &RunDate,
     snapshots: &mut Snapshots,
-) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
+    scratch: &Scratch,
+) -> Result<Labelled> {
     let features = match snapshots.get(t) {
         Some(f) => f.clone(),
         None => {
-            let f = features_at(ctx, cfg, t).await?;
+            let f = features_at(ctx, cfg, t, scratch).await?;
             snapshots.insert(*t, f.clone());
             f
         }
     };
-    labelled(ctx, cfg, target, t, &features).await
+    features.register(ctx, SNAPSHOT)?;
+    let df = ctx.sql(&label_sql(cfg, target, t)?).await?;
+    let rel = format!("labelled/{}-{t}.parquet", target.name());
+    let stored = stream_labelled(ctx, df, scratch, &rel).await;
+    ctx.deregister_table(SNAPSHOT)?;
+    stored
+}
+
+/// The name the label jobs read the snapshot's features under.
+const SNAPSHOT: &str = "snapshot_features";
+
+/// The label job of `target` at snapshot `t`, bound.
+fn label_sql(cfg: &Config, target: Target, t: &RunDate) -> Result<String> {
+    let mut p = params(cfg, t);
+    p.insert("snapshot_ns".into(), t.as_of_ns().to_string());
+    let job = catalog::training_job(&target.labels_job())?;
+    catalog::bind(&job, &p)
+}
+
+/// Stream a label job's rows into the scratch file `rel`, keeping their labels.
+async fn stream_labelled(
+    ctx: &SessionContext,
+    df: datafusion::prelude::DataFrame,
+    scratch: &Scratch,
+    rel: &str,
+) -> Result<Labelled> {
+    use futures::StreamExt;
+    let plan = df.create_physical_plan().await?;
+    let mut file = StoredWriter::create(scratch, rel, plan.schema())?;
+    let mut batches = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
+    let mut y = Vec::new();
+    while let Some(b) = batches.next().await {
+        let b = b?;
+        y.extend(labels(&b)?);
+        file.write(&b).await?;
+    }
+    Ok(Labelled {
+        rows: file.finish().await?,
+        y,
+    })
+}
+
+/// The `label` column of a batch of a label job.
+fn labels(b: &RecordBatch) -> Result<Vec<bool>> {
+    let col = b
+        .column_by_name("label")
+        .ok_or_else(|| FlywheelError::internal("a label job's rows have no label"))?
+        .as_boolean();
+    Ok((0..b.num_rows()).map(|i| col.value(i)).collect())
 }
 
 /// The rows of `sql/train_labels_<target>.sql` at snapshot `t` over `features` (customer_features
@@ -77,20 +142,13 @@ pub async fn labelled(
     t: &RunDate,
     features: &Table,
 ) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
-    features.register(ctx, "snapshot_features")?;
-    let mut p = params(cfg, t);
-    p.insert("snapshot_ns".into(), t.as_of_ns().to_string());
-    let job = catalog::training_job(&target.labels_job())?;
-    let batches = ctx.sql(&catalog::bind(&job, &p)?).await?.collect().await;
-    ctx.deregister_table("snapshot_features")?;
+    features.register(ctx, SNAPSHOT)?;
+    let batches = ctx.sql(&label_sql(cfg, target, t)?).await?.collect().await;
+    ctx.deregister_table(SNAPSHOT)?;
     let batches = batches?;
-    let mut labels = Vec::new();
+    let mut y = Vec::new();
     for b in &batches {
-        let col = b
-            .column_by_name("label")
-            .ok_or_else(|| FlywheelError::internal(format!("sql/{}.sql has no label", job.name)))?
-            .as_boolean();
-        labels.extend((0..b.num_rows()).map(|i| col.value(i)));
+        y.extend(labels(b)?);
     }
-    Ok((batches, labels))
+    Ok((batches, y))
 }
