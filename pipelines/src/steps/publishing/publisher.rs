@@ -217,3 +217,66 @@ impl Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::engine::encode::{csv_bytes, parquet_bytes};
+
+    /// Streamed staging writes the bytes the in-memory encodings give, for a table with rows
+    /// (several batches, an empty one among them) and for an empty table.
+    #[tokio::test]
+    async fn streamed_files_hold_the_bytes_of_the_held_encodings() {
+        let dir = std::env::temp_dir().join(format!("flywheel-publisher-{}", std::process::id()));
+        let root = Root::parse(dir.to_str().unwrap()).unwrap();
+        let date = RunDate::new(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            &crate::config::Config::default(),
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("n", DataType::Int32, true),
+        ]));
+        let batch = |ids: &[&str], n: Vec<Option<i32>>| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(ids.to_vec())),
+                Arc::new(Int32Array::from(n)),
+            ];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        let batches = vec![
+            batch(&["a", "b, \"quoted\""], vec![Some(1), None]),
+            batch(&[], vec![]),
+            batch(&["c"], vec![Some(3)]),
+        ];
+        let mut publisher = Publisher::new(root.clone(), "test-run", &date);
+        for (k, table) in [batches.clone(), vec![]].into_iter().enumerate() {
+            let stream = || futures::stream::iter(table.clone().into_iter().map(Ok));
+            let file = format!("t{k}");
+            publisher
+                .stage_csv(("f", &format!("{file}.csv")), schema.clone(), stream())
+                .await
+                .unwrap();
+            publisher
+                .stage_parquet(("f", &format!("{file}.parquet")), schema.clone(), stream())
+                .await
+                .unwrap();
+            let csv = csv_bytes(&schema, &table).unwrap();
+            let parquet = parquet_bytes(&schema, &table).unwrap();
+            let staged: Vec<String> = publisher.staged.iter().map(|s| s.staged.clone()).collect();
+            let n = staged.len();
+            assert_eq!(root.get(&staged[n - 2]).await.unwrap().unwrap(), csv);
+            assert_eq!(root.get(&staged[n - 1]).await.unwrap().unwrap(), parquet);
+            assert_eq!(publisher.staged[n - 2].bytes, csv.len() as u64);
+            assert_eq!(publisher.staged[n - 1].bytes, parquet.len() as u64);
+        }
+        publisher.abort().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
