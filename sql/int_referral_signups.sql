@@ -21,15 +21,15 @@ signup_events AS (
     WHERE event_type = 'signup'
 ),
 -- The first signup of each key (earliest; ties: the smaller event_id); every other is a
--- duplicate. Two hash aggregates instead of a window: no sort of the signups by key.
-first_signup_ns AS (
-    SELECT referee_key, MIN(signup_ns) AS signup_ns FROM signup_events GROUP BY referee_key
-),
+-- duplicate (a signup without a key has no first: it is a duplicate). One hash aggregate (first
+-- by signup instant, then event_id) instead of a window: no sort of the signups by key, and one
+-- scan of the events instead of two.
 first_signups AS (
-    SELECT s.referee_key, MIN(s.signup_event_id) AS signup_event_id
-    FROM signup_events s
-    JOIN first_signup_ns f ON f.referee_key = s.referee_key AND f.signup_ns = s.signup_ns
-    GROUP BY s.referee_key
+    SELECT referee_key,
+           first_value(signup_event_id ORDER BY signup_ns, signup_event_id) AS signup_event_id
+    FROM signup_events
+    WHERE referee_key IS NOT NULL
+    GROUP BY referee_key
 ),
 referrer_days AS (
     SELECT referrer_id, signup_day, COUNT(*) AS referrer_signups_that_day
@@ -43,25 +43,13 @@ signups AS (
     LEFT JOIN first_signups f ON f.signup_event_id = s.signup_event_id
 ),
 -- The referee's customer id: the first non-null referee_customer_id on any event of the key
--- (earliest; ties: the smaller event_id).
-known_referees AS (
-    SELECT referee_key, referee_customer_id, event_id, ts_ns
+-- (earliest; ties: the smaller event_id), in one hash aggregate.
+referee_ids AS (
+    SELECT referee_key,
+           first_value(referee_customer_id ORDER BY ts_ns, event_id) AS referee_customer_id
     FROM events
     WHERE referee_customer_id IS NOT NULL AND referee_key IS NOT NULL
-),
-first_known_ns AS (
-    SELECT referee_key, MIN(ts_ns) AS ts_ns FROM known_referees GROUP BY referee_key
-),
-first_known AS (
-    SELECT k.referee_key, MIN(k.event_id) AS event_id
-    FROM known_referees k
-    JOIN first_known_ns f ON f.referee_key = k.referee_key AND f.ts_ns = k.ts_ns
-    GROUP BY k.referee_key
-),
-referee_ids AS (
-    SELECT k.referee_key, k.referee_customer_id
-    FROM known_referees k
-    JOIN first_known f ON f.referee_key = k.referee_key AND f.event_id = k.event_id
+    GROUP BY referee_key
 ),
 -- The earliest first_service of the same key at or after each signup (any share_id).
 first_services AS (
