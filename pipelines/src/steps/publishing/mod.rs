@@ -112,8 +112,9 @@ pub fn outputs(
 }
 
 /// Check every output against its whole contract: the column checks of
-/// [`Contract::check_output`] (a stored table read back batch by batch), then each row rule (a
-/// SQL predicate) over the table's rows (a stored table is registered under its name already).
+/// [`Contract::check_output`], then each row rule (a SQL predicate) over the table's rows. A
+/// stored table's column checks run while [`stage`] writes it (one read of the table, not two);
+/// its row rules here, over the table registered under its name.
 pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
     for o in outputs {
         let name = match &o.table {
@@ -121,10 +122,7 @@ pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
                 o.contract.check_output(&t.batches, &t.schema)?;
                 "_output_under_check"
             }
-            Content::Stored(s) => {
-                check_stored(&o.contract, s).await?;
-                o.contract.table.as_str()
-            }
+            Content::Stored(_) => o.contract.table.as_str(),
         };
         if o.contract.row_rules.is_empty() {
             continue;
@@ -153,15 +151,14 @@ pub async fn check(ctx: &SessionContext, outputs: &[Output]) -> Result<()> {
     Ok(())
 }
 
-/// The column checks of a stored table: one pass over its batches, and a second over a unique
-/// column only when two of its values share a hash.
-async fn check_stored(contract: &Contract, table: &Stored) -> Result<()> {
-    let mut check = contract.output_check(&table.schema)?;
-    let mut batches = table.batches(None).await?;
-    while let Some(b) = batches.next().await {
-        check.add(&b?)?;
-    }
-    for (column, mut values) in check.finish()? {
+/// The second pass of a stored table's column checks: only over a unique column whose value
+/// hashes repeated in the first (see [`crate::contracts::OutputCheck::finish`]).
+async fn check_repeats(
+    contract: &Contract,
+    table: &Stored,
+    second: Vec<(String, crate::contracts::keys::RepeatedValues)>,
+) -> Result<()> {
+    for (column, mut values) in second {
         let mut batches = table.batches(Some(&[column.as_str()])).await?;
         while let Some(b) = batches.next().await {
             crate::contracts::keys::text_column(&[b?], &column)?
@@ -299,12 +296,19 @@ pub async fn stage(
                 }
             }
             Content::Stored(s) => {
+                // Checked against the contract's columns as it is written.
+                let mut check = o.contract.output_check(&s.schema)?;
                 let layout = FileLayout::of(&s.schema, &o.publication.partition);
                 let file = (o.folder.as_str(), "part-00000.parquet");
                 let batches = s.batches(None).await?;
-                let laid_out = batches.map(|b| layout.batch(&b?));
+                let laid_out = batches.map(|b| {
+                    let b = b?;
+                    check.add(&b)?;
+                    layout.batch(&b)
+                });
                 let schema = layout.schema.clone();
                 publisher.stage_parquet(file, schema, laid_out).await?;
+                check_repeats(&o.contract, s, check.finish()?).await?;
                 if o.publication.crm_csv {
                     let csv = (csv_folder.as_str(), csv_file.as_str());
                     let batches = s.batches(None).await?;
