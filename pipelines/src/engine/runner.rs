@@ -6,15 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{DataFrame, SessionContext};
-use futures::StreamExt;
 
 use super::catalog::{self, Job};
 use super::run_date::{RunDate, DAY_NS};
 use super::scratch::Scratch;
 use super::stages::Stages;
-use super::stored::{Stored, StoredWriter};
+use super::stored::{self, Stored};
 use super::table::Table;
 use crate::config::Config;
 use crate::error::{FlywheelError, Result};
@@ -196,16 +194,9 @@ async fn spill(
     scratch: &Scratch,
     name: &str,
 ) -> Result<Stored> {
-    let plan = df.create_physical_plan().await?;
-    let schema = plan.schema();
     let rel = format!("tables/{name}.parquet");
-    let mut file = StoredWriter::create(scratch, &rel, schema.clone())?;
-    let mut batches = execute_stream(plan, ctx.task_ctx())?;
-    while let Some(batch) = batches.next().await {
-        file.write(&batch?).await?;
-    }
-    let stored = file.finish().await?;
-    scratch.register(ctx, name, &rel, schema)?;
+    let stored = stored::compute(ctx, df, (scratch, &rel), |_| Ok(())).await?;
+    stored.register(ctx, name)?;
     Ok(stored)
 }
 

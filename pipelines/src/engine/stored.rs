@@ -132,6 +132,38 @@ impl Stored {
     }
 }
 
+/// The result of `df` streamed into the scratch file `rel` as the engine produces it; `each` sees
+/// every batch on the way (e.g. to keep a column in memory).
+pub async fn compute(
+    ctx: &datafusion::prelude::SessionContext,
+    df: datafusion::prelude::DataFrame,
+    (scratch, rel): (&Scratch, &str),
+    mut each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<Stored> {
+    let plan = df.create_physical_plan().await?;
+    let mut file = StoredWriter::create(scratch, rel, plan.schema())?;
+    let mut batches = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
+    while let Some(b) = batches.next().await {
+        let b = b?;
+        each(&b)?;
+        file.write(&b).await?;
+    }
+    file.finish().await
+}
+
+/// The next batches of `stream`, four per thread of `threads` (None at its end): the unit of
+/// work that ordered parallel steps (scoring, predicting) take from a stored table.
+pub async fn next_group(stream: &mut Batches, threads: usize) -> Result<Option<Vec<RecordBatch>>> {
+    let mut group = Vec::new();
+    while group.len() < threads.max(1) * 4 {
+        match stream.next().await {
+            Some(b) => group.push(b?),
+            None => break,
+        }
+    }
+    Ok((!group.is_empty()).then_some(group))
+}
+
 /// Writes a stored table batch by batch, remembering the batch sizes.
 pub struct StoredWriter {
     scratch: Scratch,

@@ -62,12 +62,7 @@ impl Publisher {
         let staged = self.next_staged(file);
         let len = bytes.len() as u64;
         self.root.put(&staged, bytes).await?;
-        self.staged.push(Staged {
-            staged,
-            target: format!("{folder}/{file}"),
-            rows,
-            bytes: len,
-        });
+        self.record(staged, (folder, file), rows, len);
         Ok(())
     }
 
@@ -85,12 +80,7 @@ impl Publisher {
             sink.write(&b?).await?;
         }
         let (_, rows, bytes) = sink.finish_sized().await?;
-        self.staged.push(Staged {
-            staged,
-            target: format!("{folder}/{file}"),
-            rows: Some(rows),
-            bytes,
-        });
+        self.record(staged, (folder, file), Some(rows), bytes);
         Ok(())
     }
 
@@ -132,13 +122,24 @@ impl Publisher {
             out.write_all(&buf).await.map_err(fail)?;
         }
         out.shutdown().await.map_err(fail)?;
+        self.record(staged, (folder, file), Some(rows), bytes);
+        Ok(())
+    }
+
+    /// Remember the file staged at `staged`, to be published as `<folder>/<file>`.
+    fn record(
+        &mut self,
+        staged: String,
+        (folder, file): (&str, &str),
+        rows: Option<u64>,
+        bytes: u64,
+    ) {
         self.staged.push(Staged {
             staged,
             target: format!("{folder}/{file}"),
-            rows: Some(rows),
+            rows,
             bytes,
         });
-        Ok(())
     }
 
     /// Where the next staged file goes.

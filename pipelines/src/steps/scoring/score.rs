@@ -8,13 +8,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
 use flywheel_models::{deciles_by, ModelFile};
-use futures::StreamExt;
 
 use super::drift::{Drift, DriftCounts};
 use super::reasons::{reasons, Described};
 use super::target::Target;
 use crate::engine::catalog::SCORES;
-use crate::engine::stored::Batches;
+use crate::engine::stored::next_group;
 use crate::engine::{Scratch, Stored, StoredWriter};
 use crate::error::{FlywheelError, Result};
 
@@ -87,18 +86,6 @@ pub async fn score(
     let cuts = crate::engine::encode::one_batch_cuts(scores.rows() as usize);
     let scores = scores.cut_as(cuts)?;
     Ok((scores, drift.finish()))
-}
-
-/// The next batches of `stream`, a few per thread (None at its end).
-async fn next_group(stream: &mut Batches, threads: usize) -> Result<Option<Vec<RecordBatch>>> {
-    let mut group = Vec::new();
-    while group.len() < threads * 4 {
-        match stream.next().await {
-            Some(b) => group.push(b?),
-            None => break,
-        }
-    }
-    Ok((!group.is_empty()).then_some(group))
 }
 
 fn column<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {

@@ -15,6 +15,7 @@ use super::registry::Registry;
 use super::target::{feature_spec, Target};
 use super::training_set::{training_set, Labelled, Snapshots};
 use crate::config::Config;
+use crate::engine::stored::next_group;
 use crate::engine::{
     catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Tables,
 };
@@ -186,22 +187,13 @@ async fn for_each_id(set: &Labelled, mut f: impl FnMut(&str)) -> Result<()> {
 async fn predict(model: &flywheel_models::Model, set: &Labelled) -> Result<Vec<f64>> {
     let mut p = Vec::with_capacity(set.y.len());
     let mut rows = set.rows.batches(None).await?;
-    let mut group = Vec::new();
-    loop {
-        let next = rows.next().await.transpose()?;
-        let end = next.is_none();
-        group.extend(next);
-        if group.len() == 8 || (end && !group.is_empty()) {
-            let parts = crate::parallel::map_ordered(&group, 2, |b| {
-                Ok(model.predict(&model.preprocessor.transform(b)?))
-            })?;
-            p.extend(parts.into_iter().flatten());
-            group.clear();
-        }
-        if end {
-            return Ok(p);
-        }
+    while let Some(group) = next_group(&mut rows, 2).await? {
+        let parts = crate::parallel::map_ordered(&group, 2, |b| {
+            Ok(model.predict(&model.preprocessor.transform(b)?))
+        })?;
+        p.extend(parts.into_iter().flatten());
     }
+    Ok(p)
 }
 
 /// The whole design matrix of the stored set (only to export it: small sets).

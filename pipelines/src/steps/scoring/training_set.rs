@@ -11,8 +11,8 @@ use super::target::Target;
 use crate::config::Config;
 use crate::contracts;
 use crate::engine::{
-    catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Stored, StoredWriter,
-    Table, Tables,
+    catalog, params, run_jobs, session, stored, Release, RunDate, Scratch, Stages, Stored, Table,
+    Tables,
 };
 use crate::error::{FlywheelError, Result};
 
@@ -107,20 +107,13 @@ async fn stream_labelled(
     scratch: &Scratch,
     rel: &str,
 ) -> Result<Labelled> {
-    use futures::StreamExt;
-    let plan = df.create_physical_plan().await?;
-    let mut file = StoredWriter::create(scratch, rel, plan.schema())?;
-    let mut batches = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
     let mut y = Vec::new();
-    while let Some(b) = batches.next().await {
-        let b = b?;
-        y.extend(labels(&b)?);
-        file.write(&b).await?;
-    }
-    Ok(Labelled {
-        rows: file.finish().await?,
-        y,
+    let rows = stored::compute(ctx, df, (scratch, rel), |b| {
+        y.extend(labels(b)?);
+        Ok(())
     })
+    .await?;
+    Ok(Labelled { rows, y })
 }
 
 /// The `label` column of a batch of a label job.
