@@ -1,5 +1,6 @@
 //! CPU work over a slice on a fixed number of threads, with results in input order (so outputs
-//! never depend on timing): scoring, design matrices, Parquet encoding.
+//! never depend on timing): scoring, design matrices, Parquet encoding; and asynchronous jobs
+//! (streamed staging of stored tables) on the runtime's workers, a few at a time, likewise.
 
 use crate::error::{FlywheelError, Result};
 
@@ -39,9 +40,61 @@ pub fn map_ordered<T: Sync, R: Send>(
     Ok(done.into_iter().map(|(_, r)| r).collect())
 }
 
+/// Run `jobs` as tasks on the runtime's worker threads, at most `at_once` at a time, started in
+/// order; the results come back in the order of `jobs`. On the first error the tasks still
+/// running are cancelled (the set aborts them when dropped) and the error is returned.
+pub async fn spawn_ordered<R: Send + 'static>(
+    jobs: Vec<futures::future::BoxFuture<'static, Result<R>>>,
+    at_once: usize,
+) -> Result<Vec<R>> {
+    let mut waiting = jobs.into_iter().enumerate();
+    let mut running = tokio::task::JoinSet::new();
+    let start =
+        |set: &mut tokio::task::JoinSet<_>,
+         (i, job): (usize, futures::future::BoxFuture<'static, Result<R>>)| {
+            set.spawn(async move { (i, job.await) });
+        };
+    for job in waiting.by_ref().take(at_once.max(1)) {
+        start(&mut running, job);
+    }
+    let mut done = Vec::new();
+    while let Some(finished) = running.join_next().await {
+        let (i, r) =
+            finished.map_err(|e| FlywheelError::internal(format!("a task failed: {e}")))?;
+        done.push((i, r?));
+        if let Some(job) = waiting.next() {
+            start(&mut running, job);
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, r)| r).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Later jobs finish first, the results still come in job order; an error cancels the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spawned_results_keep_the_job_order() {
+        use futures::FutureExt;
+        let job = |v: u64| {
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(40 - v * 10)).await;
+                Ok(v)
+            }
+            .boxed()
+        };
+        let out = spawn_ordered((0..4).map(job).collect(), 2).await.unwrap();
+        assert_eq!(out, vec![0, 1, 2, 3]);
+        let failing: Vec<futures::future::BoxFuture<'static, Result<u64>>> = vec![
+            job(0),
+            async { Err(FlywheelError::internal("second")) }.boxed(),
+            job(2),
+        ];
+        let err = spawn_ordered(failing, 2).await.unwrap_err();
+        assert!(err.to_string().contains("second"));
+    }
 
     #[test]
     fn results_keep_the_input_order() {

@@ -11,7 +11,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::contracts::{self, Contract, Publication, Role};
 use crate::engine::{encode, RunDate, Stored, Table, Tables};
@@ -272,6 +272,7 @@ pub async fn stage(
     )?;
     let mut encoded = encoded.into_iter();
     let mut published = Vec::new();
+    let mut stored = Vec::new();
     for o in outputs {
         let rows = o.table.rows();
         // The CRM file keeps every column (dt included) and lives apart from the Parquet
@@ -296,24 +297,21 @@ pub async fn stage(
                 }
             }
             Content::Stored(s) => {
-                // Checked against the contract's columns as it is written.
-                let mut check = o.contract.output_check(&s.schema)?;
-                let layout = FileLayout::of(&s.schema, &o.publication.partition);
-                let file = (o.folder.as_str(), "part-00000.parquet");
-                let batches = s.batches(None).await?;
-                let laid_out = batches.map(|b| {
-                    let b = b?;
-                    check.add(&b)?;
-                    layout.batch(&b)
-                });
-                let schema = layout.schema.clone();
-                publisher.stage_parquet(file, schema, laid_out).await?;
-                check_repeats(&o.contract, s, check.finish()?).await?;
-                if o.publication.crm_csv {
-                    let csv = (csv_folder.as_str(), csv_file.as_str());
-                    let batches = s.batches(None).await?;
-                    publisher.stage_csv(csv, s.schema.clone(), batches).await?;
-                }
+                // Reserved now, written below with the other stored tables at once.
+                let parquet = publisher.reserve((&o.folder, "part-00000.parquet"));
+                let csv = o
+                    .publication
+                    .crm_csv
+                    .then(|| publisher.reserve((&csv_folder, &csv_file)));
+                let root = publisher.root().clone();
+                let (contract, partition) = (o.contract.clone(), o.publication.partition.clone());
+                let table = s.clone();
+                stored.push(
+                    async move {
+                        write_stored(&root, &contract, &table, &partition, parquet, csv).await
+                    }
+                    .boxed(),
+                );
             }
         }
         published.push(PublishedTable {
@@ -323,8 +321,46 @@ pub async fn stage(
             contract: format!("data-contracts/{}.odcs.yaml", o.contract.table),
         });
     }
+    // Each stored table streams from the scratch area through its checks into its staged
+    // file(s) on a task of its own, as many at once as the session has partitions.
+    for written in crate::parallel::spawn_ordered(stored, partitions).await? {
+        for (slot, rows, bytes) in written {
+            publisher.fill(slot, rows, bytes);
+        }
+    }
     publisher
         .stage(&report_folder, "index.html", report, None)
         .await?;
     Ok(published)
+}
+
+/// Write the stored `table` into its reserved staged Parquet file, checked against the
+/// contract's columns as it goes (and a second pass for a unique column whose hashes repeat),
+/// and into its CRM CSV file when it has one. Returns each file's slot, rows and bytes.
+async fn write_stored(
+    root: &crate::storage::Root,
+    contract: &Contract,
+    table: &Stored,
+    partition: &str,
+    parquet: publisher::Slot,
+    csv: Option<publisher::Slot>,
+) -> Result<Vec<(publisher::Slot, u64, u64)>> {
+    let mut check = contract.output_check(&table.schema)?;
+    let layout = FileLayout::of(&table.schema, partition);
+    let laid_out = table.batches(None).await?.map(|b| {
+        let b = b?;
+        check.add(&b)?;
+        layout.batch(&b)
+    });
+    let (rows, bytes) =
+        publisher::write_parquet(root, &parquet.staged, layout.schema.clone(), laid_out).await?;
+    check_repeats(contract, table, check.finish()?).await?;
+    let mut written = vec![(parquet, rows, bytes)];
+    if let Some(slot) = csv {
+        let batches = table.batches(None).await?;
+        let (rows, bytes) =
+            publisher::write_csv(root, &slot.staged, table.schema.clone(), batches).await?;
+        written.push((slot, rows, bytes));
+    }
+    Ok(written)
 }

@@ -70,17 +70,13 @@ impl Publisher {
     /// come (the same settings and bytes as [`encode::parquet_bytes`] of the same batches).
     pub async fn stage_parquet(
         &mut self,
-        (folder, file): (&str, &str),
+        target: (&str, &str),
         schema: SchemaRef,
-        mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+        batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
     ) -> Result<()> {
-        let staged = self.next_staged(file);
-        let mut sink = ParquetSink::create(&self.root, &staged, schema, encode::parquet_props())?;
-        while let Some(b) = batches.next().await {
-            sink.write(&b?).await?;
-        }
-        let (_, rows, bytes) = sink.finish_sized().await?;
-        self.record(staged, (folder, file), Some(rows), bytes);
+        let slot = self.reserve(target);
+        let (rows, bytes) = write_parquet(&self.root, &slot.staged, schema, batches).await?;
+        self.fill(slot, rows, bytes);
         Ok(())
     }
 
@@ -88,42 +84,37 @@ impl Publisher {
     /// (the same bytes as [`encode::csv_bytes`] of the same batches).
     pub async fn stage_csv(
         &mut self,
-        (folder, file): (&str, &str),
+        target: (&str, &str),
         schema: SchemaRef,
-        mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+        batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
     ) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let staged = self.next_staged(file);
-        let shown = self.root.display(&staged);
-        let fail = |e: std::io::Error| crate::error::FlywheelError::storage(&shown, e);
-        let mut out = self.root.writer(&staged);
-        // One writer per batch, the header with the first (the bytes of one writer for all).
-        let csv = |b: &RecordBatch, header: bool| -> Result<Vec<u8>> {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(header)
-                .build(Vec::new());
-            w.write(b)?;
-            Ok(w.into_inner())
-        };
-        let (mut rows, mut bytes) = (0u64, 0u64);
-        while let Some(b) = batches.next().await {
-            let b = b?;
-            if b.num_rows() == 0 {
-                continue;
-            }
-            let buf = csv(&b, rows == 0)?;
-            rows += b.num_rows() as u64;
-            bytes += buf.len() as u64;
-            out.write_all(&buf).await.map_err(fail)?;
-        }
-        if rows == 0 {
-            let buf = csv(&RecordBatch::new_empty(schema), true)?;
-            bytes += buf.len() as u64;
-            out.write_all(&buf).await.map_err(fail)?;
-        }
-        out.shutdown().await.map_err(fail)?;
-        self.record(staged, (folder, file), Some(rows), bytes);
+        let slot = self.reserve(target);
+        let (rows, bytes) = write_csv(&self.root, &slot.staged, schema, batches).await?;
+        self.fill(slot, rows, bytes);
         Ok(())
+    }
+
+    /// Reserve the next staged file for `<folder>/<file>`, to be written by someone else (files
+    /// written at once keep the staged names and the manifest order of one after another).
+    pub fn reserve(&mut self, target: (&str, &str)) -> Slot {
+        let staged = self.next_staged(target.1);
+        self.record(staged.clone(), target, None, 0);
+        Slot {
+            index: self.staged.len() - 1,
+            staged,
+        }
+    }
+
+    /// The reserved file `slot` is written: `rows` rows in `bytes` bytes.
+    pub fn fill(&mut self, slot: Slot, rows: u64, bytes: u64) {
+        let s = &mut self.staged[slot.index];
+        s.rows = Some(rows);
+        s.bytes = bytes;
+    }
+
+    /// The output root the files are staged in.
+    pub fn root(&self) -> &Root {
+        &self.root
     }
 
     /// Remember the file staged at `staged`, to be published as `<folder>/<file>`.
@@ -217,6 +208,68 @@ impl Publisher {
             }
         }
     }
+}
+
+/// A staged file reserved by [`Publisher::reserve`]: where to write it.
+pub struct Slot {
+    index: usize,
+    pub staged: String,
+}
+
+/// Write a Parquet file at `staged` below `root` from `batches` as they come; returns its rows and
+/// bytes.
+pub async fn write_parquet(
+    root: &Root,
+    staged: &str,
+    schema: SchemaRef,
+    mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+) -> Result<(u64, u64)> {
+    let mut sink = ParquetSink::create(root, staged, schema, encode::parquet_props())?;
+    while let Some(b) = batches.next().await {
+        sink.write(&b?).await?;
+    }
+    let (_, rows, bytes) = sink.finish_sized().await?;
+    Ok((rows, bytes))
+}
+
+/// Write a CRM CSV file at `staged` below `root` from `batches` as they come; returns its rows and
+/// bytes.
+pub async fn write_csv(
+    root: &Root,
+    staged: &str,
+    schema: SchemaRef,
+    mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+) -> Result<(u64, u64)> {
+    use tokio::io::AsyncWriteExt;
+    let shown = root.display(staged);
+    let fail = |e: std::io::Error| crate::error::FlywheelError::storage(&shown, e);
+    let mut out = root.writer(staged);
+    // One writer per batch, the header with the first (the bytes of one writer for all).
+    let csv = |b: &RecordBatch, header: bool| -> Result<Vec<u8>> {
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(header)
+            .build(Vec::new());
+        w.write(b)?;
+        Ok(w.into_inner())
+    };
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    while let Some(b) = batches.next().await {
+        let b = b?;
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let buf = csv(&b, rows == 0)?;
+        rows += b.num_rows() as u64;
+        bytes += buf.len() as u64;
+        out.write_all(&buf).await.map_err(fail)?;
+    }
+    if rows == 0 {
+        let buf = csv(&RecordBatch::new_empty(schema), true)?;
+        bytes += buf.len() as u64;
+        out.write_all(&buf).await.map_err(fail)?;
+    }
+    out.shutdown().await.map_err(fail)?;
+    Ok((rows, bytes))
 }
 
 #[cfg(test)]
