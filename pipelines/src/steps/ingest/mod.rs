@@ -89,9 +89,13 @@ impl CheckedInputs {
     }
 }
 
-/// Every input in the contracts' order (the CRM first: the others' foreign keys look up its
-/// valid rows), each streamed from its files through the row rules into the scratch area and
-/// registered as of the run date before the next is read.
+/// Every input, each streamed from its files through the row rules into the scratch area and
+/// registered as of the run date. Inputs are validated `target_partitions` at a time, each
+/// started, in the contracts' order, once the inputs its foreign keys reference are registered
+/// (the CRM before visits and NPS answers: they look up its valid rows; the referral events
+/// reference none and are read alongside the CRM). The results are in the contracts' order; when
+/// inputs fail, the error is that of the first failing input in that order, as if they had been
+/// read one after another (the inputs before it are still read to the end).
 async fn load(
     ctx: &SessionContext,
     cfg: &Config,
@@ -99,26 +103,47 @@ async fn load(
     run_date: &RunDate,
     scratch: &Scratch,
 ) -> Result<(ValidatedInputs, Vec<rules::CheckedInput>)> {
-    let mut kept = Vec::new();
-    let mut out = ValidatedInputs {
-        checks: vec![],
-        files: BTreeMap::new(),
-        rejects: BTreeMap::new(),
-    };
-    for name in contracts::inputs() {
-        let started = Instant::now();
-        let contract = contracts::contract(name)?;
-        let listed = read::require_files(input, name).await?;
-        let (mut check, rejects, checked, files) = rules::validate_input(
-            ctx,
-            &contract,
-            input,
-            listed,
-            scratch,
-            cfg.target_partitions,
-        )
-        .await?;
+    let contracts = contracts::inputs()
+        .iter()
+        .map(|name| contracts::contract(name))
+        .collect::<Result<Vec<_>>>()?;
+    let mut waiting: Vec<usize> = (0..contracts.len()).collect();
+    let mut registered = std::collections::BTreeSet::new();
+    let mut validated = BTreeMap::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut failed: Option<(usize, FlywheelError)> = None;
+    loop {
+        while running.len() < cfg.target_partitions.max(1) {
+            let before_failure = |i: usize| failed.as_ref().is_none_or(|(f, _)| i < *f);
+            let ready = waiting.iter().position(|&i| {
+                let refs = contracts[i]
+                    .columns
+                    .iter()
+                    .filter_map(|c| c.references.as_ref());
+                before_failure(i)
+                    && refs
+                        .map(|(table, _)| table)
+                        .all(|t| registered.contains(t.as_str()))
+            });
+            let Some(at) = ready else { break };
+            let i = waiting.remove(at);
+            running.spawn(validate(ctx, cfg, input, scratch, i, contracts[i].clone()));
+        }
+        let Some(finished) = running.join_next().await else {
+            break;
+        };
+        let (i, started, checked) = finished.map_err(FlywheelError::internal)?;
+        let (mut check, rejects, checked, files) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                if failed.as_ref().is_none_or(|(f, _)| i < *f) {
+                    failed = Some((i, e));
+                }
+                continue;
+            }
+        };
         check.used = checked.register(ctx, run_date.as_of_ns()).await?;
+        let name = contracts[i].table.as_str();
         info!(
             input = name,
             rows = check.rows,
@@ -128,13 +153,72 @@ async fn load(
             seconds = started.elapsed().as_secs_f64(),
             "input checked"
         );
-        kept.push(checked);
-        out.files.insert(name.to_string(), files);
-        out.rejects.insert(name.to_string(), rejects);
-        out.checks.push(check);
+        registered.insert(name);
+        validated.insert(i, (check, rejects, checked, files));
     }
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
+    if !waiting.is_empty() {
+        return Err(FlywheelError::internal(
+            "the inputs' foreign keys reference each other in a cycle",
+        ));
+    }
+    let (out, kept) = in_order(&contracts, validated);
     choose_joins(ctx, cfg, &out.checks);
     Ok((out, kept))
+}
+
+/// One input read and validated (the tuple of [`rules::validate_input`]).
+type Validated = (
+    InputCheck,
+    Vec<RecordBatch>,
+    rules::CheckedInput,
+    Vec<InputFile>,
+);
+
+/// The task that validates input `i` (`contract`): its index, when it started, and its result.
+fn validate(
+    ctx: &SessionContext,
+    cfg: &Config,
+    input: &Root,
+    scratch: &Scratch,
+    i: usize,
+    contract: contracts::Contract,
+) -> impl std::future::Future<Output = (usize, Instant, Result<Validated>)> + Send + 'static {
+    let (ctx, input, scratch) = (ctx.clone(), input.clone(), scratch.clone());
+    let partitions = cfg.target_partitions;
+    async move {
+        let started = Instant::now();
+        let checked = match read::require_files(&input, &contract.table).await {
+            Ok(listed) => {
+                rules::validate_input(&ctx, &contract, &input, listed, &scratch, partitions).await
+            }
+            Err(e) => Err(e),
+        };
+        (i, started, checked)
+    }
+}
+
+/// The validated inputs, in the contracts' order.
+fn in_order(
+    contracts: &[contracts::Contract],
+    validated: BTreeMap<usize, Validated>,
+) -> (ValidatedInputs, Vec<rules::CheckedInput>) {
+    let mut kept = Vec::new();
+    let mut out = ValidatedInputs {
+        checks: vec![],
+        files: BTreeMap::new(),
+        rejects: BTreeMap::new(),
+    };
+    for (i, (check, rejects, checked, files)) in validated {
+        let name = contracts[i].table.clone();
+        kept.push(checked);
+        out.files.insert(name.clone(), files);
+        out.rejects.insert(name, rejects);
+        out.checks.push(check);
+    }
+    (out, kept)
 }
 
 /// Plan sort-merge joins when the inputs are too large for hash joins in the memory budget
