@@ -389,6 +389,25 @@ fn a_truncated_file_is_a_contract_error() {
     );
 }
 
+/// Inputs are validated two at a time (the referral events alongside the CRM, before the NPS
+/// answers), yet with two broken inputs the error is the first in the contracts' order, as if
+/// they were read one after another: the NPS answers', not the referral events' that fail first.
+#[test]
+fn of_two_broken_inputs_the_first_in_contract_order_is_reported() {
+    assert_bad_input(
+        "two-broken",
+        3,
+        &["not a readable Parquet file", "nps_responses"],
+        |input| {
+            let p = input.join("nps_responses/part-00000.parquet");
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+            std::fs::remove_dir_all(input.join("referral_events")).unwrap();
+            std::fs::create_dir_all(input.join("referral_events")).unwrap();
+        },
+    );
+}
+
 #[test]
 fn an_empty_input_directory_is_a_contract_error() {
     assert_bad_input(
