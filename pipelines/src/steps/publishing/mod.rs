@@ -298,20 +298,8 @@ pub async fn stage(
             }
             Content::Stored(s) => {
                 // Reserved now, written below with the other stored tables at once.
-                let parquet = publisher.reserve((&o.folder, "part-00000.parquet"));
-                let csv = o
-                    .publication
-                    .crm_csv
-                    .then(|| publisher.reserve((&csv_folder, &csv_file)));
-                let root = publisher.root().clone();
-                let (contract, partition) = (o.contract.clone(), o.publication.partition.clone());
-                let table = s.clone();
-                stored.push(
-                    async move {
-                        write_stored(&root, &contract, &table, &partition, parquet, csv).await
-                    }
-                    .boxed(),
-                );
+                let csv = (csv_folder.as_str(), csv_file.as_str());
+                stored.push(reserve_stored(publisher, o, s, csv));
             }
         }
         published.push(PublishedTable {
@@ -332,6 +320,22 @@ pub async fn stage(
         .stage(&report_folder, "index.html", report, None)
         .await?;
     Ok(published)
+}
+
+/// Reserve the staged files of the stored table `s` of output `o` (its Parquet file, and its CRM
+/// file at `csv` when it has one); returns the job that writes them.
+fn reserve_stored(
+    publisher: &mut Publisher,
+    o: &Output,
+    s: &Stored,
+    csv: (&str, &str),
+) -> futures::future::BoxFuture<'static, Result<Vec<(publisher::Slot, u64, u64)>>> {
+    let parquet = publisher.reserve((&o.folder, "part-00000.parquet"));
+    let csv = o.publication.crm_csv.then(|| publisher.reserve(csv));
+    let root = publisher.root().clone();
+    let (contract, partition) = (o.contract.clone(), o.publication.partition.clone());
+    let table = s.clone();
+    async move { write_stored(&root, &contract, &table, &partition, parquet, csv).await }.boxed()
 }
 
 /// Write the stored `table` into its reserved staged Parquet file, checked against the
