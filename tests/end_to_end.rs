@@ -312,6 +312,18 @@ fn assert_bad_input(name: &str, code: i32, needles: &[&str], breakage: impl Fn(&
     );
 }
 
+/// Cut a file to its first half (a Parquet file without its footer).
+fn truncate(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+/// Empty an input's folder (the folder stays).
+fn empty_folder(folder: &Path) {
+    std::fs::remove_dir_all(folder).unwrap();
+    std::fs::create_dir_all(folder).unwrap();
+}
+
 fn visits_file(input: &Path) -> PathBuf {
     let year_dir = std::fs::read_dir(input.join("visits"))
         .unwrap()
@@ -382,9 +394,7 @@ fn a_truncated_file_is_a_contract_error() {
         3,
         &["not a readable Parquet file", "nps_responses"],
         |input| {
-            let p = input.join("nps_responses/part-00000.parquet");
-            let bytes = std::fs::read(&p).unwrap();
-            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+            truncate(&input.join("nps_responses/part-00000.parquet"));
         },
     );
 }
@@ -399,11 +409,8 @@ fn of_two_broken_inputs_the_first_in_contract_order_is_reported() {
         3,
         &["not a readable Parquet file", "nps_responses"],
         |input| {
-            let p = input.join("nps_responses/part-00000.parquet");
-            let bytes = std::fs::read(&p).unwrap();
-            std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-            std::fs::remove_dir_all(input.join("referral_events")).unwrap();
-            std::fs::create_dir_all(input.join("referral_events")).unwrap();
+            truncate(&input.join("nps_responses/part-00000.parquet"));
+            empty_folder(&input.join("referral_events"));
         },
     );
 }
@@ -415,8 +422,7 @@ fn an_empty_input_directory_is_a_contract_error() {
         3,
         &["no *.parquet files", "referral_events"],
         |input| {
-            std::fs::remove_dir_all(input.join("referral_events")).unwrap();
-            std::fs::create_dir_all(input.join("referral_events")).unwrap();
+            empty_folder(&input.join("referral_events"));
         },
     );
 }

@@ -66,34 +66,6 @@ impl Publisher {
         Ok(())
     }
 
-    /// Stage a Parquet file as `<folder>/<file>` of the output, written from `batches` as they
-    /// come (the same settings and bytes as [`encode::parquet_bytes`] of the same batches).
-    pub async fn stage_parquet(
-        &mut self,
-        target: (&str, &str),
-        schema: SchemaRef,
-        batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
-    ) -> Result<()> {
-        let slot = self.reserve(target);
-        let (rows, bytes) = write_parquet(&self.root, &slot.staged, schema, batches).await?;
-        self.fill(slot, rows, bytes);
-        Ok(())
-    }
-
-    /// Stage a CRM file as `<folder>/<file>` of the output, written from `batches` as they come
-    /// (the same bytes as [`encode::csv_bytes`] of the same batches).
-    pub async fn stage_csv(
-        &mut self,
-        target: (&str, &str),
-        schema: SchemaRef,
-        batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
-    ) -> Result<()> {
-        let slot = self.reserve(target);
-        let (rows, bytes) = write_csv(&self.root, &slot.staged, schema, batches).await?;
-        self.fill(slot, rows, bytes);
-        Ok(())
-    }
-
     /// Reserve the next staged file for `<folder>/<file>`, to be written by someone else (files
     /// written at once keep the staged names and the manifest order of one after another).
     pub fn reserve(&mut self, target: (&str, &str)) -> Slot {
@@ -216,8 +188,8 @@ pub struct Slot {
     pub staged: String,
 }
 
-/// Write a Parquet file at `staged` below `root` from `batches` as they come; returns its rows and
-/// bytes.
+/// Write a Parquet file at `staged` below `root` from `batches` as they come (the same settings
+/// and bytes as [`encode::parquet_bytes`] of the same batches); returns its rows and bytes.
 pub async fn write_parquet(
     root: &Root,
     staged: &str,
@@ -232,8 +204,8 @@ pub async fn write_parquet(
     Ok((rows, bytes))
 }
 
-/// Write a CRM CSV file at `staged` below `root` from `batches` as they come; returns its rows and
-/// bytes.
+/// Write a CRM CSV file at `staged` below `root` from `batches` as they come (the same bytes as
+/// [`encode::csv_bytes`] of the same batches); returns its rows and bytes.
 pub async fn write_csv(
     root: &Root,
     staged: &str,
@@ -313,14 +285,16 @@ mod tests {
         for (k, table) in [batches.clone(), vec![]].into_iter().enumerate() {
             let stream = || futures::stream::iter(table.clone().into_iter().map(Ok));
             let file = format!("t{k}");
-            publisher
-                .stage_csv(("f", &format!("{file}.csv")), schema.clone(), stream())
+            let slot = publisher.reserve(("f", &format!("{file}.csv")));
+            let (rows, bytes) = write_csv(&root, &slot.staged, schema.clone(), stream())
                 .await
                 .unwrap();
-            publisher
-                .stage_parquet(("f", &format!("{file}.parquet")), schema.clone(), stream())
+            publisher.fill(slot, rows, bytes);
+            let slot = publisher.reserve(("f", &format!("{file}.parquet")));
+            let (rows, bytes) = write_parquet(&root, &slot.staged, schema.clone(), stream())
                 .await
                 .unwrap();
+            publisher.fill(slot, rows, bytes);
             let csv = csv_bytes(&schema, &table).unwrap();
             let parquet = parquet_bytes(&schema, &table).unwrap();
             let staged: Vec<String> = publisher.staged.iter().map(|s| s.staged.clone()).collect();
