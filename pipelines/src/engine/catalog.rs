@@ -117,19 +117,20 @@ pub fn nightly_jobs() -> Result<Vec<Job>> {
         .collect())
 }
 
-/// The jobs needed to compute `targets` (and nothing else), in run order.
-pub fn jobs_for(targets: &[&str]) -> Result<Vec<Job>> {
+/// The jobs needed to compute `targets` (and nothing else) when the tables `given` are already
+/// registered (their jobs, and what only those jobs read, do not run), in run order.
+pub fn jobs_for(targets: &[&str], given: &[&str]) -> Result<Vec<Job>> {
     let all = nightly_jobs()?;
+    let runs = |job: &Job, needed: &BTreeSet<String>| {
+        needed.contains(&job.name) && !given.contains(&job.name.as_str())
+    };
     let mut needed: BTreeSet<String> = targets.iter().map(|t| t.to_string()).collect();
     for job in all.iter().rev() {
-        if needed.contains(&job.name) {
+        if runs(job, &needed) {
             needed.extend(job.reads.iter().cloned());
         }
     }
-    Ok(all
-        .into_iter()
-        .filter(|j| needed.contains(&j.name))
-        .collect())
+    Ok(all.into_iter().filter(|j| runs(j, &needed)).collect())
 }
 
 /// A training-set job by name (`train_<name>.sql`).
@@ -279,18 +280,27 @@ mod tests {
 
     #[test]
     fn jobs_for_a_table_are_exactly_its_ancestors() {
-        let names: Vec<String> = jobs_for(&["customer_features"])
-            .unwrap()
-            .into_iter()
-            .map(|j| j.name)
-            .collect();
+        let names = |given: &[&str]| -> Vec<String> {
+            jobs_for(&["customer_features"], given)
+                .unwrap()
+                .into_iter()
+                .map(|j| j.name)
+                .collect()
+        };
         assert_eq!(
-            names,
+            names(&[]),
             [
                 "int_referral_generations",
+                "int_signup_facts",
                 "int_referral_signups",
                 "customer_features"
             ]
+        );
+        // Training's snapshots: the facts and generations are given, so only what reads the
+        // snapshot date runs.
+        assert_eq!(
+            names(&["int_signup_facts", "int_referral_generations"]),
+            ["int_referral_signups", "customer_features"]
         );
     }
 

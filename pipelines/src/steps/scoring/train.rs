@@ -54,7 +54,7 @@ pub async fn training_inputs(
     let ctx = session(cfg)?;
     let validated = ingest::load_inputs(&ctx, cfg, input, as_of, scratch).await?;
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
-    let jobs = catalog::jobs_for(&["int_referral_signups"])?;
+    let jobs = catalog::jobs_for(&["int_referral_signups"], &[])?;
     let mut tables = Tables::default();
     let p = params(cfg, as_of);
     run_jobs(

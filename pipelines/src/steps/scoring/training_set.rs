@@ -16,9 +16,10 @@ use crate::engine::{
 };
 use crate::error::{FlywheelError, Result};
 
-/// customer_features evaluated at snapshot `t` in a session of its own (the job reads
-/// `int_referral_signups` and `int_referral_generations`, which must be computed at `t` too),
-/// stored in a folder of `scratch` of its own. `ctx` holds the validated inputs.
+/// customer_features evaluated at snapshot `t` in a session of its own, stored in a folder of
+/// `scratch` of its own. `ctx` holds the validated inputs and the tables that do not depend on
+/// the date or hold what was known at every earlier day ([`AS_OF_ANY_EARLIER`], computed at the
+/// run date, which is `t` or later); the jobs that read `t` run again.
 pub async fn features_at(
     ctx: &SessionContext,
     cfg: &Config,
@@ -27,11 +28,11 @@ pub async fn features_at(
 ) -> Result<Stored> {
     let snap = session(cfg)?;
     crate::engine::session::same_joins(ctx, &snap);
-    for name in contracts::inputs() {
+    for name in contracts::inputs().iter().chain(&AS_OF_ANY_EARLIER) {
         let provider = ctx.table_provider(*name).await?;
         snap.register_table(*name, provider)?;
     }
-    let needed = catalog::jobs_for(&[FEATURES])?;
+    let needed = catalog::jobs_for(&[FEATURES], &AS_OF_ANY_EARLIER)?;
     let mut tables = Tables::default();
     let scratch = scratch.child(&format!("snapshot-{t}"));
     run_jobs(
@@ -48,6 +49,12 @@ pub async fn features_at(
         .remove(FEATURES)
         .ok_or_else(|| FlywheelError::internal("the customer_features job left no table"))
 }
+
+/// The intermediate tables a snapshot reads as the run date computed them: the generations (the
+/// CRM alone) and the signup facts, which hold, restricted to any earlier day boundary, what was
+/// known then (`sql/int_signup_facts.sql` says why); `int_referral_signups` applies the
+/// restriction. Computing them once instead of per snapshot is most of what a snapshot cost.
+pub const AS_OF_ANY_EARLIER: [&str; 2] = ["int_referral_generations", "int_signup_facts"];
 
 /// The table of features both training and scoring read.
 pub const FEATURES: &str = "customer_features";
