@@ -39,15 +39,16 @@ visit_stats AS (
     GROUP BY customer_id
 ),
 answers AS (
-    SELECT customer_id, response_id, score,
-           CAST(response_ts AS BIGINT) >= ${window_start_ns} AS in_w,
-           ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY response_ts DESC, response_id DESC) AS recency
+    SELECT customer_id, response_id, score, response_ts,
+           CAST(response_ts AS BIGINT) >= ${window_start_ns} AS in_w
     FROM nps_responses
     WHERE response_ts < ${as_of}
 ),
+-- The last answer's score (latest; ties: the larger response_id) in the same hash aggregate as
+-- the other figures, instead of a window that sorts every answer by customer.
 nps_stats AS (
     SELECT customer_id,
-           MAX(CASE WHEN recency = 1 THEN score END) AS nps_last,
+           first_value(score ORDER BY response_ts DESC, response_id DESC) AS nps_last,
            AVG(CASE WHEN in_w THEN CAST(score AS DOUBLE) END) AS nps_mean_365d,
            SUM(CASE WHEN in_w THEN 1 ELSE 0 END) AS nps_responses_365d
     FROM answers
