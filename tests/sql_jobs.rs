@@ -287,7 +287,6 @@ fn every_nightly_job_has_a_golden_test() {
 /// what the restriction removes), so the test sees the restriction at work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_from_the_run_dates_signup_facts_equal_their_own_computation() {
-    use flywheel_pipelines::engine::{run_jobs, Release, Scratch, Stages, Tables};
     use flywheel_pipelines::steps::scoring::training_set::{features_at, AS_OF_ANY_EARLIER};
     use flywheel_pipelines::steps::{demo_data, ingest};
     use flywheel_pipelines::storage::Root;
@@ -302,104 +301,59 @@ async fn snapshots_from_the_run_dates_signup_facts_equal_their_own_computation()
     let as_of = date("2026-11-23");
     let input = Root::parse(&dir.join("in").display().to_string()).unwrap();
     demo_data::generate(&input, 4000, 42, &as_of).await.unwrap();
-    let scratch = Scratch::open(&cfg, "facts").unwrap();
+    let scratch = flywheel_pipelines::engine::Scratch::open(&cfg, "facts").unwrap();
     let ctx = session(&cfg).unwrap();
     ingest::load_inputs(&ctx, &cfg, &input, &as_of, &scratch)
         .await
         .unwrap();
     // At the run date, as training does: the facts and the signups, registered in `ctx`.
     let signups = ["int_referral_signups"];
-    let mut at_run_date = Tables::default();
-    let jobs = catalog::jobs_for(&signups, &[]).unwrap();
-    let release = Release::none();
-    let p = params(&cfg, &as_of);
-    run_jobs(
-        &ctx,
-        &jobs,
-        &p,
-        &mut Stages::default(),
-        &mut at_run_date,
-        &release,
-    )
-    .await
-    .unwrap();
-    let sorted = |t: &Table| {
-        let mut rows = common::render(&t.batches);
-        rows.sort();
-        rows
-    };
-    let run_date_signups = sorted(&at_run_date.held["int_referral_signups"]);
+    let at_run_date = jobs_at(&ctx, &ctx, &[], &signups, &cfg, &as_of).await;
+    let run_date_signups = sorted(&at_run_date["int_referral_signups"]);
+    let inputs = flywheel_pipelines::contracts::inputs();
     let mut cut_differs = 0;
     for t in ["2026-11-22", "2026-08-25", "2026-05-27", "2025-11-28"].map(date) {
-        // From the inputs alone at T: every job again, as training did before.
-        let own = session(&cfg).unwrap();
-        for name in flywheel_pipelines::contracts::inputs() {
-            own.register_table(*name, ctx.table_provider(*name).await.unwrap())
-                .unwrap();
-        }
-        let mut tables = Tables::default();
-        let jobs = catalog::jobs_for(&["customer_features"], &[]).unwrap();
-        run_jobs(
-            &own,
-            &jobs,
-            &params(&cfg, &t),
-            &mut Stages::default(),
-            &mut tables,
-            &release,
+        // From the inputs alone at T, as training did before; and from the run date's facts.
+        let own = jobs_at(
+            &ctx,
+            &session(&cfg).unwrap(),
+            inputs,
+            &["customer_features"],
+            &cfg,
+            &t,
         )
-        .await
-        .unwrap();
-        let own_signups = sorted(&tables.held["int_referral_signups"]);
-        // The run date's facts restricted to T.
-        let snap = session(&cfg).unwrap();
-        for name in AS_OF_ANY_EARLIER {
-            snap.register_table(name, ctx.table_provider(name).await.unwrap())
-                .unwrap();
-        }
-        let mut restricted = Tables::default();
-        let jobs = catalog::jobs_for(&signups, &AS_OF_ANY_EARLIER).unwrap();
-        assert_eq!(jobs.len(), 1);
-        run_jobs(
-            &snap,
-            &jobs,
-            &params(&cfg, &t),
-            &mut Stages::default(),
-            &mut restricted,
-            &release,
-        )
-        .await
-        .unwrap();
+        .await;
+        let own_signups = sorted(&own["int_referral_signups"]);
         assert!(
             own_signups.len() > 100,
             "{t}: {} signups",
             own_signups.len()
         );
+        let snap = session(&cfg).unwrap();
+        let restricted = jobs_at(&ctx, &snap, &AS_OF_ANY_EARLIER, &signups, &cfg, &t).await;
         assert_eq!(
-            sorted(&restricted.held["int_referral_signups"]),
+            sorted(&restricted["int_referral_signups"]),
             own_signups,
             "{t}"
         );
         // customer_features as training computes it.
         let stored = features_at(&ctx, &cfg, &t, &scratch).await.unwrap();
-        let batches: Vec<_> = stored
+        let batches = stored
             .batches(None)
             .await
             .unwrap()
             .try_collect()
             .await
             .unwrap();
-        let features = sorted(&Table {
+        let features = Table {
             schema: stored.schema.clone(),
             batches,
-        });
-        assert_eq!(features, sorted(&tables.held["customer_features"]), "{t}");
+        };
+        assert_eq!(sorted(&features), sorted(&own["customer_features"]), "{t}");
         // The run date's signups cut at T (signup_ns is the 9th column) are not T's own.
-        let t_ns = t.as_of_ns();
-        let cut: Vec<String> = run_date_signups
-            .iter()
-            .filter(|r| r.split(',').nth(8).unwrap().parse::<i64>().unwrap() < t_ns)
-            .cloned()
-            .collect();
+        let before_t =
+            |r: &&String| r.split(',').nth(8).unwrap().parse::<i64>().unwrap() < t.as_of_ns();
+        let cut: Vec<String> = run_date_signups.iter().filter(before_t).cloned().collect();
         assert_eq!(cut.len(), own_signups.len(), "{t}");
         cut_differs += usize::from(cut != own_signups);
     }
@@ -408,4 +362,44 @@ async fn snapshots_from_the_run_dates_signup_facts_equal_their_own_computation()
         "only {cut_differs} snapshots see the restriction"
     );
     scratch.remove().await;
+}
+
+/// Run, in `ctx` at `t`, the jobs `targets` need beyond `given` (registered in `ctx` from
+/// `from`, unless `ctx` is `from`); every result held in memory.
+async fn jobs_at(
+    from: &datafusion::prelude::SessionContext,
+    ctx: &datafusion::prelude::SessionContext,
+    given: &[&str],
+    targets: &[&str],
+    cfg: &Config,
+    t: &RunDate,
+) -> std::collections::BTreeMap<String, Table> {
+    use flywheel_pipelines::engine::{run_jobs, Release, Stages, Tables};
+    if !std::ptr::eq(from, ctx) {
+        for name in given {
+            ctx.register_table(*name, from.table_provider(*name).await.unwrap())
+                .unwrap();
+        }
+    }
+    let jobs = catalog::jobs_for(targets, given).unwrap();
+    let mut tables = Tables::default();
+    let (p, release) = (params(cfg, t), Release::none());
+    run_jobs(
+        ctx,
+        &jobs,
+        &p,
+        &mut Stages::default(),
+        &mut tables,
+        &release,
+    )
+    .await
+    .unwrap();
+    tables.held
+}
+
+/// A table's rows as text, sorted.
+fn sorted(t: &Table) -> Vec<String> {
+    let mut rows = common::render(&t.batches);
+    rows.sort();
+    rows
 }
