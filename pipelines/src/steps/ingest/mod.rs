@@ -114,13 +114,12 @@ async fn load(
     let mut failed: Option<(usize, FlywheelError)> = None;
     loop {
         while running.len() < cfg.target_partitions.max(1) {
-            let before_failure = |i: usize| failed.as_ref().is_none_or(|(f, _)| i < *f);
             let ready = waiting.iter().position(|&i| {
                 let refs = contracts[i]
                     .columns
                     .iter()
                     .filter_map(|c| c.references.as_ref());
-                before_failure(i)
+                before_failure(&failed, i)
                     && refs
                         .map(|(table, _)| table)
                         .all(|t| registered.contains(t.as_str()))
@@ -136,7 +135,7 @@ async fn load(
         let (mut check, rejects, checked, files) = match checked {
             Ok(checked) => checked,
             Err(e) => {
-                if failed.as_ref().is_none_or(|(f, _)| i < *f) {
+                if before_failure(&failed, i) {
                     failed = Some((i, e));
                 }
                 continue;
@@ -167,6 +166,12 @@ async fn load(
     let (out, kept) = in_order(&contracts, validated);
     choose_joins(ctx, cfg, &out.checks);
     Ok((out, kept))
+}
+
+/// Whether input `i` comes before the first input that failed, in the contracts' order: only
+/// those are still started, and the failure of one of them is the error reported instead.
+fn before_failure(failed: &Option<(usize, FlywheelError)>, i: usize) -> bool {
+    failed.as_ref().is_none_or(|(f, _)| i < *f)
 }
 
 /// One input read and validated (the tuple of [`rules::validate_input`]).
