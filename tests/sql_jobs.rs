@@ -364,8 +364,8 @@ async fn snapshots_from_the_run_dates_signup_facts_equal_their_own_computation()
     scratch.remove().await;
 }
 
-/// Run, in `ctx` at `t`, the jobs `targets` need beyond `given` (registered in `ctx` from
-/// `from`, unless `ctx` is `from`); every result held in memory.
+/// Run, in `ctx` at `t`, the jobs `targets` need beyond the tables `given` (registered in `ctx`
+/// from `from`); every result held in memory.
 async fn jobs_at(
     from: &datafusion::prelude::SessionContext,
     ctx: &datafusion::prelude::SessionContext,
@@ -375,11 +375,9 @@ async fn jobs_at(
     t: &RunDate,
 ) -> std::collections::BTreeMap<String, Table> {
     use flywheel_pipelines::engine::{run_jobs, Release, Stages, Tables};
-    if !std::ptr::eq(from, ctx) {
-        for name in given {
-            ctx.register_table(*name, from.table_provider(*name).await.unwrap())
-                .unwrap();
-        }
+    for name in given {
+        ctx.register_table(*name, from.table_provider(*name).await.unwrap())
+            .unwrap();
     }
     let jobs = catalog::jobs_for(targets, given).unwrap();
     let mut tables = Tables::default();
