@@ -193,12 +193,14 @@ impl Root {
     }
 
     /// Make this root's store known to the query engine of `ctx` and return the URL under which
-    /// the engine reads the object at `rel` (a table registered by location).
+    /// the engine reads the object at `rel` (a table registered by location), or every object
+    /// below it when `rel` ends with `/` (a table of several files).
     pub fn engine_url(&self, ctx: &SessionContext, rel: &str) -> Result<ListingTableUrl> {
         let store_url = ObjectStoreUrl::parse(&self.store_url)?;
         ctx.register_object_store(store_url.as_ref(), self.store.clone());
+        let folder = if rel.ends_with('/') { "/" } else { "" };
         Ok(ListingTableUrl::parse(format!(
-            "{}/{}",
+            "{}/{}{folder}",
             self.store_url,
             self.key(rel)
         ))?)
