@@ -351,7 +351,7 @@ const CLUSTER_BY: [(&str, &str); 1] = [("referral_events", "event_type")];
 /// Where the valid rows of an input go: one scratch file, or a folder of one file per value of
 /// its [`CLUSTER_BY`] column.
 enum ValidRows {
-    File(ParquetSink),
+    File(Box<ParquetSink>),
     Clustered(ClusteredSink),
 }
 
@@ -364,9 +364,9 @@ impl ValidRows {
                 contract.schema(),
                 column,
             )?),
-            None => ValidRows::File(
+            None => ValidRows::File(Box::new(
                 scratch.writer(&format!("inputs/{table}.parquet"), contract.schema())?,
-            ),
+            )),
         })
     }
 
