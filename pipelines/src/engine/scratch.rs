@@ -156,7 +156,6 @@ impl Scratch {
             dir: dir.trim_end_matches('/').to_string(),
             schema,
             index,
-            column: column.to_string(),
             files: BTreeMap::new(),
         })
     }
@@ -225,7 +224,6 @@ pub struct ClusteredSink {
     dir: String,
     schema: SchemaRef,
     index: usize,
-    column: String,
     files: BTreeMap<Option<String>, ParquetSink>,
 }
 
@@ -244,12 +242,7 @@ impl ClusteredSink {
             let part = filter_record_batch(batch, &rows)?;
             let key = value.map(str::to_string);
             if !self.files.contains_key(&key) {
-                let rel = format!("{}/{}.parquet", self.dir, file_stem(value));
-                let sink = self.scratch.writer_with_text_statistics(
-                    &rel,
-                    self.schema.clone(),
-                    &[self.column.as_str()],
-                )?;
+                let sink = self.open(&file_stem(value))?;
                 self.files.insert(key.clone(), sink);
             }
             if let Some(sink) = self.files.get_mut(&key) {
@@ -259,16 +252,19 @@ impl ClusteredSink {
         Ok(())
     }
 
+    /// The file `stem` of the folder, with the statistics of the clustering column.
+    fn open(&self, stem: &str) -> Result<ParquetSink> {
+        let rel = format!("{}/{stem}.parquet", self.dir);
+        let column = self.schema.field(self.index).name().as_str();
+        self.scratch
+            .writer_with_text_statistics(&rel, self.schema.clone(), &[column])
+    }
+
     /// Finish every file; returns the folder (with a trailing `/`, as [`Scratch::register`]
     /// expects of a folder) and the row count. A table without rows is one empty file.
     pub async fn finish(mut self) -> Result<(String, u64)> {
         if self.files.is_empty() {
-            let rel = format!("{}/empty.parquet", self.dir);
-            let sink = self.scratch.writer_with_text_statistics(
-                &rel,
-                self.schema.clone(),
-                &[self.column.as_str()],
-            )?;
+            let sink = self.open("empty")?;
             self.files.insert(None, sink);
         }
         let mut rows = 0;
