@@ -176,8 +176,9 @@ impl Scratch {
         self.root.display(rel)
     }
 
-    /// Register the scratch file `rel` (written by [`Scratch::writer`] with `schema`) under
-    /// `name`, read by the engine's Parquet scan from its location.
+    /// Register the scratch file `rel` (written by [`Scratch::writer`] with `schema`), or the
+    /// folder `rel` ending in `/` (written by [`Scratch::clustered_writer`]), under `name`, read
+    /// by the engine's Parquet scan from its location.
     pub fn register(
         &self,
         ctx: &SessionContext,
