@@ -21,50 +21,65 @@ customers AS (
            referrals_converted_365d > 0 AS converting_referrer
     FROM customer_features
 ),
-customer_scope AS (
-    SELECT 'network' AS scope, c.* FROM customers c
-    UNION ALL
-    SELECT c.service_center_id AS scope, c.* FROM customers c
-),
-customer_counts AS (
-    SELECT scope,
+-- Network and center counts in one pass: a grouping set per scope, then folded by scope name (a
+-- center whose id were `network` would add into the network row, as int_scopes lists it once).
+customer_groups AS (
+    SELECT CASE WHEN grouping(service_center_id) = 1 THEN 'network' ELSE service_center_id END AS scope,
            SUM(CASE WHEN delivered THEN 1 ELSE 0 END) AS delivered,
            SUM(CASE WHEN delivered AND active THEN 1 ELSE 0 END) AS delivered_active,
            SUM(CASE WHEN active THEN 1 ELSE 0 END) AS active,
            SUM(CASE WHEN active AND retained THEN 1 ELSE 0 END) AS retained,
            SUM(CASE WHEN active AND value_added THEN 1 ELSE 0 END) AS value_added,
            SUM(CASE WHEN active AND converting_referrer THEN 1 ELSE 0 END) AS referring
-    FROM customer_scope
+    FROM customers
+    GROUP BY GROUPING SETS ((), (service_center_id))
+),
+customer_counts AS (
+    SELECT scope,
+           SUM(delivered) AS delivered,
+           SUM(delivered_active) AS delivered_active,
+           SUM(active) AS active,
+           SUM(retained) AS retained,
+           SUM(value_added) AS value_added,
+           SUM(referring) AS referring
+    FROM customer_groups
     GROUP BY scope
 ),
--- First-ever visit per customer: earliest visit_ts, ties the smaller visit_id, in one hash
--- aggregate over the visits (no window, no join back onto the visits).
+-- A customer's first-ever visit is in W exactly when every visit before as_of is in W, so only
+-- those customers' visits are searched for it.
+new_customers AS (
+    SELECT customer_id, service_center_id
+    FROM customer_features
+    WHERE visits_365d > 0 AND visits_365d = visits_total
+),
+-- First-ever visit per new customer: earliest visit_ts, ties the smaller visit_id, in one hash
+-- aggregate (no window, no join back onto the visits).
 first_visits AS (
-    SELECT customer_id,
-           first_value(visit_id ORDER BY visit_ts, visit_id) AS visit_id,
-           MIN(CAST(visit_ts AS BIGINT)) AS ts_ns
-    FROM visits
-    WHERE visit_ts < ${as_of}
-    GROUP BY customer_id
+    SELECT c.service_center_id,
+           first_value(v.visit_id ORDER BY v.visit_ts, v.visit_id) AS visit_id
+    FROM visits v
+    JOIN new_customers c ON c.customer_id = v.customer_id
+    WHERE v.visit_ts < ${as_of}
+    GROUP BY v.customer_id, c.service_center_id
 ),
 activation_answers AS (
-    SELECT f.service_center_id, n.score
+    SELECT v.service_center_id, n.score
     FROM nps_responses n
     JOIN first_visits v ON v.visit_id = n.visit_id
-    JOIN customer_features f ON f.customer_id = v.customer_id
-    WHERE v.ts_ns >= ${window_start_ns}
-      AND n.response_ts < ${as_of}
+    WHERE n.response_ts < ${as_of}
 ),
-answer_scope AS (
-    SELECT 'network' AS scope, a.* FROM activation_answers a
-    UNION ALL
-    SELECT a.service_center_id AS scope, a.* FROM activation_answers a
+answer_groups AS (
+    SELECT CASE WHEN grouping(service_center_id) = 1 THEN 'network' ELSE service_center_id END AS scope,
+           SUM(nps_point(score)) AS net_promoters,
+           COUNT(*) AS responses
+    FROM activation_answers
+    GROUP BY GROUPING SETS ((), (service_center_id))
 ),
 nps_counts AS (
     SELECT scope,
-           SUM(nps_point(score)) AS net_promoters,
-           COUNT(*) AS responses
-    FROM answer_scope
+           SUM(net_promoters) AS net_promoters,
+           SUM(responses) AS responses
+    FROM answer_groups
     GROUP BY scope
 ),
 counts AS (
