@@ -26,17 +26,25 @@ events_w AS (
       AND e.event_ts < ${as_of}
       AND CAST(e.event_ts AS BIGINT) >= ${window_start_ns}
 ),
-event_scope AS (
-    SELECT 'network' AS scope, e.* FROM events_w e
-    UNION ALL
-    SELECT e.service_center_id AS scope, e.* FROM events_w e WHERE e.service_center_id IS NOT NULL
-),
-event_counts AS (
-    SELECT scope, channel,
+-- Network and center counts in one pass: a grouping set per scope (events of a referrer missing
+-- from the CRM have no center and count in the network only), folded by scope name (a center
+-- whose id were `network` would add into the network row, as int_scopes lists it once).
+event_groups AS (
+    SELECT CASE WHEN grouping(service_center_id) = 1 THEN 'network' ELSE service_center_id END AS scope,
+           channel,
            SUM(CASE WHEN event_type = 'share' THEN 1 ELSE 0 END) AS shares,
            SUM(CASE WHEN event_type = 'click' THEN 1 ELSE 0 END) AS clicks,
            SUM(CASE WHEN event_type = 'signup' THEN 1 ELSE 0 END) AS signups
-    FROM event_scope
+    FROM events_w
+    GROUP BY GROUPING SETS ((channel), (service_center_id, channel))
+),
+event_counts AS (
+    SELECT scope, channel,
+           SUM(shares) AS shares,
+           SUM(clicks) AS clicks,
+           SUM(signups) AS signups
+    FROM event_groups
+    WHERE scope IS NOT NULL
     GROUP BY scope, channel
 ),
 conversions_w AS (
@@ -44,15 +52,18 @@ conversions_w AS (
     FROM int_referrals
     WHERE eligible AND first_service_ns >= ${window_start_ns}
 ),
-conversion_scope AS (
-    SELECT 'network' AS scope, c.channel FROM conversions_w c
-    UNION ALL
-    SELECT c.referrer_service_center_id AS scope, c.channel FROM conversions_w c
-    WHERE c.referrer_service_center_id IS NOT NULL
+conversion_groups AS (
+    SELECT CASE WHEN grouping(referrer_service_center_id) = 1 THEN 'network'
+                ELSE referrer_service_center_id END AS scope,
+           channel,
+           COUNT(*) AS conversions
+    FROM conversions_w
+    GROUP BY GROUPING SETS ((channel), (referrer_service_center_id, channel))
 ),
 conversion_counts AS (
-    SELECT scope, channel, COUNT(*) AS conversions
-    FROM conversion_scope
+    SELECT scope, channel, SUM(conversions) AS conversions
+    FROM conversion_groups
+    WHERE scope IS NOT NULL
     GROUP BY scope, channel
 ),
 final AS (

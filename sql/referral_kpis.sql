@@ -21,19 +21,27 @@ customers AS (
            acquired_by_referral
     FROM customer_features
 ),
-customer_scope AS (
-    SELECT 'network' AS scope, c.* FROM customers c
-    UNION ALL
-    SELECT c.service_center_id AS scope, c.* FROM customers c
-),
-customer_counts AS (
-    SELECT scope,
+-- Network and center counts in one pass per table: a grouping set per scope, then folded by scope
+-- name (a center whose id were `network` would add into the network row, as int_scopes lists it
+-- once; a distinct count there stays the network's, whose referrers include the center's).
+customer_groups AS (
+    SELECT CASE WHEN grouping(service_center_id) = 1 THEN 'network' ELSE service_center_id END AS scope,
            SUM(CASE WHEN active THEN 1 ELSE 0 END) AS active,
            SUM(CASE WHEN active AND converting_referrer THEN 1 ELSE 0 END) AS active_referrers,
            SUM(CASE WHEN active AND sharer THEN 1 ELSE 0 END) AS active_sharers,
            SUM(CASE WHEN active AND acquired_by_referral THEN 1 ELSE 0 END) AS active_referred,
            SUM(CASE WHEN active AND acquired_by_referral AND converting_referrer THEN 1 ELSE 0 END) AS active_referred_referrers
-    FROM customer_scope
+    FROM customers
+    GROUP BY GROUPING SETS ((), (service_center_id))
+),
+customer_counts AS (
+    SELECT scope,
+           SUM(active) AS active,
+           SUM(active_referrers) AS active_referrers,
+           SUM(active_sharers) AS active_sharers,
+           SUM(active_referred) AS active_referred,
+           SUM(active_referred_referrers) AS active_referred_referrers
+    FROM customer_groups
     GROUP BY scope
 ),
 referral_facts AS (
@@ -46,21 +54,29 @@ referral_facts AS (
                AND first_service_ns < ${as_of_ns} - ${day_ns} AS reward_due
     FROM int_referrals
 ),
-referral_scope AS (
-    SELECT 'network' AS scope, r.* FROM referral_facts r
-    UNION ALL
-    SELECT r.referrer_service_center_id AS scope, r.* FROM referral_facts r
-    WHERE r.referrer_service_center_id IS NOT NULL
-),
-referral_counts AS (
-    SELECT scope,
+-- Referrals of a referrer missing from the CRM have no center: network only.
+referral_groups AS (
+    SELECT CASE WHEN grouping(referrer_service_center_id) = 1 THEN 'network'
+                ELSE referrer_service_center_id END AS scope,
            SUM(CASE WHEN conversion_in_w THEN 1 ELSE 0 END) AS conversions_w,
            COUNT(DISTINCT CASE WHEN conversion_in_w THEN referrer_id END) AS converting_referrers_w,
            SUM(CASE WHEN unflagged AND matured THEN 1 ELSE 0 END) AS matured_referrals,
            SUM(CASE WHEN unflagged AND matured AND converted THEN 1 ELSE 0 END) AS matured_converted,
            SUM(CASE WHEN reward_due THEN 1 ELSE 0 END) AS rewards_due,
            SUM(CASE WHEN reward_due AND reward_status = 'issued_on_time' THEN 1 ELSE 0 END) AS rewards_on_time
-    FROM referral_scope
+    FROM referral_facts
+    GROUP BY GROUPING SETS ((), (referrer_service_center_id))
+),
+referral_counts AS (
+    SELECT scope,
+           SUM(conversions_w) AS conversions_w,
+           MAX(converting_referrers_w) AS converting_referrers_w,
+           SUM(matured_referrals) AS matured_referrals,
+           SUM(matured_converted) AS matured_converted,
+           SUM(rewards_due) AS rewards_due,
+           SUM(rewards_on_time) AS rewards_on_time
+    FROM referral_groups
+    WHERE scope IS NOT NULL
     GROUP BY scope
 ),
 answers AS (
@@ -71,16 +87,18 @@ answers AS (
       AND n.response_ts < ${as_of}
       AND CAST(n.response_ts AS BIGINT) >= ${window_start_ns}
 ),
-answer_scope AS (
-    SELECT 'network' AS scope, a.* FROM answers a
-    UNION ALL
-    SELECT a.service_center_id AS scope, a.* FROM answers a
+answer_groups AS (
+    SELECT CASE WHEN grouping(service_center_id) = 1 THEN 'network' ELSE service_center_id END AS scope,
+           SUM(nps_point(score)) AS net_promoters,
+           COUNT(*) AS responses
+    FROM answers
+    GROUP BY GROUPING SETS ((), (service_center_id))
 ),
 nps_counts AS (
     SELECT scope,
-           SUM(nps_point(score)) AS net_promoters,
-           COUNT(*) AS responses
-    FROM answer_scope
+           SUM(net_promoters) AS net_promoters,
+           SUM(responses) AS responses
+    FROM answer_groups
     GROUP BY scope
 ),
 counts AS (
