@@ -2,7 +2,7 @@
 //! standardised, booleans as 0/1, categoricals one-hot on the levels seen in training (an unseen
 //! level is all zeros). Everything learnt is recorded so scoring is reproducible.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
 use ndarray::Array2;
@@ -49,16 +49,26 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Ar
         .ok_or_else(|| ModelError::Schema(format!("feature column {name} is missing")))
 }
 
-fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+/// A feature column as numbers (nulls stay null).
+fn float_array(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
     let a = cast(column(batch, name)?, &DataType::Float64)
         .map_err(|e| ModelError::Schema(format!("feature column {name} is not numeric: {e}")))?;
-    Ok(a.as_primitive::<Float64Type>().iter().collect())
+    Ok(a.as_primitive::<Float64Type>().clone())
+}
+
+/// A feature column as text (nulls stay null).
+fn string_array(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    let a = cast(column(batch, name)?, &DataType::Utf8)
+        .map_err(|e| ModelError::Schema(format!("feature column {name}: {e}")))?;
+    Ok(a.as_string::<i32>().clone())
+}
+
+fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    Ok(float_array(batch, name)?.iter().collect())
 }
 
 fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let a = cast(column(batch, name)?, &DataType::Utf8)
-        .map_err(|e| ModelError::Schema(format!("feature column {name}: {e}")))?;
-    Ok(a.as_string::<i32>()
+    Ok(string_array(batch, name)?
         .iter()
         .map(|v| v.map(str::to_string))
         .collect())
@@ -139,13 +149,22 @@ impl Preprocessor {
         let n = batch.num_rows();
         let width = self.column_names().len();
         let mut x = Array2::<f64>::zeros((n, width));
+        if width == 0 {
+            return Ok(x);
+        }
+        // Row-major and contiguous: each row is a slice, written one feature column at a time.
+        let Some(xs) = x.as_slice_mut() else {
+            return Err(ModelError::Invalid(
+                "the design matrix is not contiguous".into(),
+            ));
+        };
         let mut j = 0;
         for c in &self.numeric {
-            let values = floats(batch, &c.name)?;
-            for (i, v) in values.iter().enumerate() {
-                x[[i, j]] = (v.unwrap_or(c.impute) - c.mean) / c.std;
+            let values = float_array(batch, &c.name)?;
+            for (row, v) in xs.chunks_exact_mut(width).zip(values.iter()) {
+                row[j] = (v.unwrap_or(c.impute) - c.mean) / c.std;
                 if c.missing_indicator {
-                    x[[i, j + 1]] = if v.is_none() { 1.0 } else { 0.0 };
+                    row[j + 1] = if v.is_none() { 1.0 } else { 0.0 };
                 }
             }
             j += if c.missing_indicator { 2 } else { 1 };
@@ -155,8 +174,8 @@ impl Preprocessor {
             let b = a.as_boolean_opt().ok_or_else(|| {
                 ModelError::Schema(format!("feature column {name} is not boolean"))
             })?;
-            for i in 0..n {
-                x[[i, j]] = if b.is_valid(i) && b.value(i) {
+            for (i, row) in xs.chunks_exact_mut(width).enumerate() {
+                row[j] = if b.is_valid(i) && b.value(i) {
                     1.0
                 } else {
                     0.0
@@ -165,10 +184,11 @@ impl Preprocessor {
             j += 1;
         }
         for c in &self.categorical {
-            let values = strings(batch, &c.name)?;
-            for (i, v) in values.iter().enumerate() {
-                if let Some(pos) = v.as_ref().and_then(|v| c.levels.binary_search(v).ok()) {
-                    x[[i, j + pos]] = 1.0;
+            let values = string_array(batch, &c.name)?;
+            for (row, v) in xs.chunks_exact_mut(width).zip(values.iter()) {
+                let pos = v.and_then(|v| c.levels.binary_search_by(|l| l.as_str().cmp(v)).ok());
+                if let Some(pos) = pos {
+                    row[j + pos] = 1.0;
                 }
             }
             j += c.levels.len();

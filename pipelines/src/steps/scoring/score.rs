@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray, StringBuilder,
+};
 use arrow::datatypes::SchemaRef;
 use flywheel_models::{deciles_by, ModelFile};
 
 use super::drift::{Drift, DriftCounts};
-use super::reasons::{reasons, Described};
+use super::reasons::{reasons_into, Described};
 use super::target::Target;
 use crate::engine::catalog::SCORES;
 use crate::engine::stored::next_group;
@@ -65,16 +67,20 @@ pub async fn score(
         let parts = crate::parallel::map_ordered(&group, partitions, |b| score_batch(models, b))?;
         for part in parts {
             let n = part.ids.len();
+            let version = |t: &str| -> ArrayRef {
+                let v = versions.get(t).map(String::as_str);
+                Arc::new(StringArray::from_iter(std::iter::repeat_n(v, n)))
+            };
             let cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(part.ids)),
+                part.ids,
                 Arc::new(Float64Array::from(part.p_refer)),
                 Arc::new(Int32Array::from(refer_dec[at..at + n].to_vec())),
-                Arc::new(StringArray::from(part.refer_reasons)),
-                Arc::new(StringArray::from(vec![versions.get("refer").cloned(); n])),
+                Arc::new(part.refer_reasons),
+                version("refer"),
                 Arc::new(Float64Array::from(part.p_churn)),
                 Arc::new(Int32Array::from(churn_dec[at..at + n].to_vec())),
-                Arc::new(StringArray::from(part.churn_reasons)),
-                Arc::new(StringArray::from(vec![versions.get("churn").cloned(); n])),
+                Arc::new(part.churn_reasons),
+                version("churn"),
             ];
             out.write(&RecordBatch::try_new(schema.clone(), cols)?)
                 .await?;
@@ -121,11 +127,11 @@ fn probabilities(
 
 /// The scores of one batch of customer_features.
 struct ScoredPart {
-    ids: Vec<String>,
+    ids: ArrayRef,
     p_refer: Vec<Option<f64>>,
-    refer_reasons: Vec<Option<String>>,
+    refer_reasons: StringArray,
     p_churn: Vec<Option<f64>>,
-    churn_reasons: Vec<Option<String>>,
+    churn_reasons: StringArray,
 }
 
 fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<ScoredPart> {
@@ -139,30 +145,39 @@ fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<
     let refer = score_with(Target::Refer)?;
     let churn = score_with(Target::Churn)?;
     let described = Described::new(b);
-    let column = |name: &str| {
-        b.column_by_name(name).ok_or_else(|| {
-            FlywheelError::internal(format!("customer_features has no column {name}"))
-        })
-    };
-    let id = column("customer_id")?.as_string::<i32>();
     let churn_population = Target::Churn.population(b)?;
     let n = b.num_rows();
     let mut part = ScoredPart {
-        ids: Vec::with_capacity(n),
+        ids: column(b, "customer_id")?.clone(),
         p_refer: Vec::with_capacity(n),
-        refer_reasons: Vec::with_capacity(n),
+        refer_reasons: StringArray::new_null(0),
         p_churn: Vec::with_capacity(n),
-        churn_reasons: Vec::with_capacity(n),
+        churn_reasons: StringArray::new_null(0),
     };
+    // The reasons are written into one reused buffer and appended to the column as they come.
+    let mut buf = String::new();
+    let mut refer_reasons = StringBuilder::with_capacity(n, n * 64);
+    let mut churn_reasons = StringBuilder::with_capacity(n, n * 64);
     for i in 0..n {
-        part.ids.push(id.value(i).to_string());
         part.p_refer.push(refer.as_ref().map(|s| s[i].p));
-        part.refer_reasons
-            .push(refer.as_ref().map(|s| reasons(&s[i], &described, i)));
+        match refer.as_ref() {
+            Some(s) => {
+                reasons_into(&mut buf, &s[i], &described, i);
+                refer_reasons.append_value(&buf);
+            }
+            None => refer_reasons.append_null(),
+        }
         let churn = churn.as_ref().filter(|_| churn_population[i]);
         part.p_churn.push(churn.map(|s| s[i].p));
-        part.churn_reasons
-            .push(churn.map(|s| reasons(&s[i], &described, i)));
+        match churn {
+            Some(s) => {
+                reasons_into(&mut buf, &s[i], &described, i);
+                churn_reasons.append_value(&buf);
+            }
+            None => churn_reasons.append_null(),
+        }
     }
+    part.refer_reasons = refer_reasons.finish();
+    part.churn_reasons = churn_reasons.finish();
     Ok(part)
 }
