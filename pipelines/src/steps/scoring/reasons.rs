@@ -141,3 +141,65 @@ pub fn reasons_into(out: &mut String, s: &flywheel_models::Score, d: &Described,
         d.describe_into(out, f, i);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn score(features: &[&str]) -> flywheel_models::Score {
+        flywheel_models::Score {
+            p: 0.5,
+            top_features: features.iter().map(|f| (f.to_string(), 1.0)).collect(),
+        }
+    }
+
+    #[test]
+    fn reasons_quote_each_customers_own_values_and_say_what_is_missing() {
+        let schema = Schema::new(vec![
+            Field::new("days_since_last_visit", DataType::Int64, true),
+            Field::new("nps_mean_365d", DataType::Float64, true),
+            Field::new("community_member", DataType::Boolean, true),
+            Field::new("segment", DataType::Utf8, true),
+            Field::new("shares_365d", DataType::Int64, true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(120), None])),
+                Arc::new(Float64Array::from(vec![Some(8.25), None])),
+                Arc::new(BooleanArray::from(vec![Some(true), Some(false)])),
+                Arc::new(StringArray::from(vec![Some("fleet"), Some("private")])),
+                Arc::new(Int64Array::from(vec![Some(3), None])),
+            ],
+        )
+        .unwrap();
+        let d = Described::new(&batch);
+        let s = score(&["days_since_last_visit", "nps_mean_365d", "community_member"]);
+        let mut out = String::from("left over from the last row");
+        reasons_into(&mut out, &s, &d, 0);
+        assert_eq!(
+            out,
+            "no visit for 120 days; mean NPS 8.2 in the last year; owners' community member"
+        );
+        reasons_into(&mut out, &s, &d, 1);
+        assert_eq!(
+            out,
+            "never visited; no NPS answer; not in the owners' community"
+        );
+        let s = score(&["segment", "shares_365d", "not_a_column"]);
+        reasons_into(&mut out, &s, &d, 0);
+        assert_eq!(
+            out,
+            "segment fleet; 3 referral shares in the last year; not_a_column"
+        );
+        reasons_into(&mut out, &s, &d, 1);
+        assert_eq!(out, "segment private; shares_365d unknown; not_a_column");
+        reasons_into(&mut out, &score(&[]), &d, 0);
+        assert_eq!(out, "");
+    }
+}
