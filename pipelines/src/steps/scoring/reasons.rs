@@ -11,6 +11,7 @@ use arrow::datatypes::DataType;
 /// numbers once, for the reasons columns.
 pub struct Described<'a> {
     columns: HashMap<&'a str, Column<'a>>,
+    rows: usize,
 }
 
 struct Column<'a> {
@@ -60,7 +61,15 @@ impl<'a> Described<'a> {
                 (f.name().as_str(), Column { array, numbers })
             })
             .collect();
-        Described { columns }
+        Described {
+            columns,
+            rows: batch.num_rows(),
+        }
+    }
+
+    /// The batch's row count.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// A feature's value in words, appended to `out`.

@@ -146,38 +146,41 @@ fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<
     let churn = score_with(Target::Churn)?;
     let described = Described::new(b);
     let churn_population = Target::Churn.population(b)?;
-    let n = b.num_rows();
-    let mut part = ScoredPart {
+    let (p_refer, refer_reasons) = scored_column(refer.as_deref(), |_| true, &described);
+    let (p_churn, churn_reasons) =
+        scored_column(churn.as_deref(), |i| churn_population[i], &described);
+    Ok(ScoredPart {
         ids: column(b, "customer_id")?.clone(),
-        p_refer: Vec::with_capacity(n),
-        refer_reasons: StringArray::new_null(0),
-        p_churn: Vec::with_capacity(n),
-        churn_reasons: StringArray::new_null(0),
-    };
-    // The reasons are written into one reused buffer and appended to the column as they come.
+        p_refer,
+        refer_reasons,
+        p_churn,
+        churn_reasons,
+    })
+}
+
+/// One target's probabilities and reasons for the rows of a batch (null without a model or
+/// outside `scored`), the reasons written into one reused buffer and appended as they come.
+fn scored_column(
+    scores: Option<&[flywheel_models::Score]>,
+    scored: impl Fn(usize) -> bool,
+    described: &Described,
+) -> (Vec<Option<f64>>, StringArray) {
+    let n = described.rows();
+    let mut p = Vec::with_capacity(n);
+    let mut reasons = StringBuilder::with_capacity(n, n * 64);
     let mut buf = String::new();
-    let mut refer_reasons = StringBuilder::with_capacity(n, n * 64);
-    let mut churn_reasons = StringBuilder::with_capacity(n, n * 64);
     for i in 0..n {
-        part.p_refer.push(refer.as_ref().map(|s| s[i].p));
-        match refer.as_ref() {
+        match scores.filter(|_| scored(i)) {
             Some(s) => {
-                reasons_into(&mut buf, &s[i], &described, i);
-                refer_reasons.append_value(&buf);
+                p.push(Some(s[i].p));
+                reasons_into(&mut buf, &s[i], described, i);
+                reasons.append_value(&buf);
             }
-            None => refer_reasons.append_null(),
-        }
-        let churn = churn.as_ref().filter(|_| churn_population[i]);
-        part.p_churn.push(churn.map(|s| s[i].p));
-        match churn {
-            Some(s) => {
-                reasons_into(&mut buf, &s[i], &described, i);
-                churn_reasons.append_value(&buf);
+            None => {
+                p.push(None);
+                reasons.append_null();
             }
-            None => churn_reasons.append_null(),
         }
     }
-    part.refer_reasons = refer_reasons.finish();
-    part.churn_reasons = churn_reasons.finish();
-    Ok(part)
+    (p, reasons.finish())
 }
