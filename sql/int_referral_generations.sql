@@ -18,6 +18,9 @@ chain (customer_id, generation) AS (
     SELECT c.customer_id, chain.generation + 1
     FROM crm_customers c
     JOIN chain ON c.referred_by = chain.customer_id
+    -- Implied by the join, but said so that each step's scan drops the unreferred customers
+    -- before they are shuffled and sorted (every step reads the whole CRM again).
+    WHERE c.referred_by IS NOT NULL
 ),
 final AS (
     SELECT c.customer_id, CAST(g.generation AS INT) AS generation

@@ -43,12 +43,6 @@ referrer_days AS (
     FROM signup_events
     GROUP BY referrer_id, signup_day
 ),
-signups AS (
-    SELECT s.*, d.referrer_signups_that_day, f.signup_event_id IS NULL AS duplicate_signup
-    FROM signup_events s
-    JOIN referrer_days d ON d.referrer_id = s.referrer_id AND d.signup_day = s.signup_day
-    LEFT JOIN first_signups f ON f.signup_event_id = s.signup_event_id
-),
 -- The referee's customer id: the first non-null referee_customer_id on any event of the key
 -- (earliest; ties: the smaller event_id), in one hash aggregate, and the instant of that event.
 referee_ids AS (
@@ -65,19 +59,47 @@ first_services AS (
     FROM signup_events s
     JOIN events e ON e.referee_key = s.referee_key AND e.event_type = 'first_service' AND e.ts_ns >= s.signup_ns
     GROUP BY s.signup_event_id
+),
+-- The facts are gathered in narrow tables keyed by the signup, each joined on its own keys, and
+-- joined to the signups' wide rows once, on signup_event_id: under a memory budget the joins are
+-- sort-merge joins (engine::session::choose_joins), and each join key sorts its rows again; the
+-- joins of one key share a sort, so the wide rows are sorted once instead of once per key.
+-- What the referee key says: whether this signup is its first (a signup without a key has no
+-- first: it is a duplicate), the referee's customer id and that customer's CRM delivery date.
+referee_facts AS (
+    SELECT s.signup_event_id,
+           -- Not the key's first signup, or no key. Written with IS NOT NULL so that the column
+           -- stays typed as never null, as it always was (DataFusion types `IS NOT TRUE`,
+           -- `IS DISTINCT FROM` and `COALESCE(…, FALSE)` as nullable ones).
+           NULLIF(s.signup_event_id, f.signup_event_id) IS NOT NULL AS duplicate_signup,
+           r.referee_customer_id, r.referee_known_ns, referee.delivery_date AS referee_delivery_date
+    FROM signup_events s
+    LEFT JOIN first_signups f ON f.referee_key = s.referee_key
+    LEFT JOIN referee_ids r ON r.referee_key = s.referee_key
+    LEFT JOIN crm_customers referee ON referee.customer_id = r.referee_customer_id
+),
+-- What the referrer says: its signups that UTC day, its CRM row and its generation.
+referrer_facts AS (
+    SELECT s.signup_event_id, d.referrer_signups_that_day,
+           ref.customer_id IS NOT NULL AS referrer_in_crm,
+           ref.contact_hash AS referrer_contact_hash,
+           ref.referral_tracking_opt_out AS referrer_tracking_opt_out,
+           ref.service_center_id AS referrer_service_center_id,
+           gen.generation AS referrer_crm_generation
+    FROM signup_events s
+    JOIN referrer_days d ON d.referrer_id = s.referrer_id AND d.signup_day = s.signup_day
+    LEFT JOIN crm_customers ref ON ref.customer_id = s.referrer_id
+    LEFT JOIN int_referral_generations gen ON gen.customer_id = s.referrer_id
 )
-SELECT s.signup_event_id, s.referee_key, r.referee_customer_id, r.referee_known_ns,
-       referee.delivery_date AS referee_delivery_date,
-       s.referrer_id, ref.customer_id IS NOT NULL AS referrer_in_crm,
-       ref.contact_hash AS referrer_contact_hash,
-       ref.referral_tracking_opt_out AS referrer_tracking_opt_out,
-       ref.service_center_id AS referrer_service_center_id,
-       gen.generation AS referrer_crm_generation,
-       s.share_id, s.channel, s.signup_ts, s.signup_ns, s.referrer_signups_that_day,
-       s.duplicate_signup, f.first_service_ts, f.first_service_ns
-FROM signups s
-LEFT JOIN referee_ids r ON r.referee_key = s.referee_key
+-- Every signup has exactly one row in referee_facts and in referrer_facts (left joins on
+-- unique keys; its own day is among its referrer's days), so the inner joins drop none.
+SELECT s.signup_event_id, s.referee_key, k.referee_customer_id, k.referee_known_ns,
+       k.referee_delivery_date,
+       s.referrer_id, rf.referrer_in_crm, rf.referrer_contact_hash, rf.referrer_tracking_opt_out,
+       rf.referrer_service_center_id, rf.referrer_crm_generation,
+       s.share_id, s.channel, s.signup_ts, s.signup_ns, rf.referrer_signups_that_day,
+       k.duplicate_signup, f.first_service_ts, f.first_service_ns
+FROM signup_events s
+JOIN referrer_facts rf ON rf.signup_event_id = s.signup_event_id
+JOIN referee_facts k ON k.signup_event_id = s.signup_event_id
 LEFT JOIN first_services f ON f.signup_event_id = s.signup_event_id
-LEFT JOIN crm_customers ref ON ref.customer_id = s.referrer_id
-LEFT JOIN int_referral_generations gen ON gen.customer_id = s.referrer_id
-LEFT JOIN crm_customers referee ON referee.customer_id = r.referee_customer_id
