@@ -59,7 +59,9 @@ first_visits AS (
            first_value(v.visit_id ORDER BY v.visit_ts, v.visit_id) AS visit_id
     FROM visits v
     JOIN new_customers c ON c.customer_id = v.customer_id
-    WHERE v.visit_ts < ${as_of}
+    -- Every visit of a new customer is in W, so only W's visits are joined: the same first
+    -- visits, from a third of the visits (a sort-merge join sorts every row it joins).
+    WHERE v.visit_ts < ${as_of} AND CAST(v.visit_ts AS BIGINT) >= ${window_start_ns}
     GROUP BY v.customer_id, c.service_center_id
 ),
 activation_answers AS (
