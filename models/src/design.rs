@@ -149,19 +149,10 @@ impl Preprocessor {
         let n = batch.num_rows();
         let width = self.column_names().len();
         let mut x = Array2::<f64>::zeros((n, width));
-        if width == 0 {
-            return Ok(x);
-        }
-        // Row-major and contiguous: each row is a slice, written one feature column at a time.
-        let Some(xs) = x.as_slice_mut() else {
-            return Err(ModelError::Invalid(
-                "the design matrix is not contiguous".into(),
-            ));
-        };
         let mut j = 0;
         for c in &self.numeric {
             let values = float_array(batch, &c.name)?;
-            for (row, v) in xs.chunks_exact_mut(width).zip(values.iter()) {
+            for (mut row, v) in x.rows_mut().into_iter().zip(values.iter()) {
                 row[j] = (v.unwrap_or(c.impute) - c.mean) / c.std;
                 if c.missing_indicator {
                     row[j + 1] = if v.is_none() { 1.0 } else { 0.0 };
@@ -174,7 +165,7 @@ impl Preprocessor {
             let b = a.as_boolean_opt().ok_or_else(|| {
                 ModelError::Schema(format!("feature column {name} is not boolean"))
             })?;
-            for (i, row) in xs.chunks_exact_mut(width).enumerate() {
+            for (i, mut row) in x.rows_mut().into_iter().enumerate() {
                 row[j] = if b.is_valid(i) && b.value(i) {
                     1.0
                 } else {
@@ -185,7 +176,7 @@ impl Preprocessor {
         }
         for c in &self.categorical {
             let values = string_array(batch, &c.name)?;
-            for (row, v) in xs.chunks_exact_mut(width).zip(values.iter()) {
+            for (mut row, v) in x.rows_mut().into_iter().zip(values.iter()) {
                 let pos = v.and_then(|v| c.levels.binary_search_by(|l| l.as_str().cmp(v)).ok());
                 if let Some(pos) = pos {
                     row[j + pos] = 1.0;

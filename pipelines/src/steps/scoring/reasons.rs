@@ -28,14 +28,14 @@ impl Column<'_> {
             .unwrap_or(f64::NAN)
     }
 
-    fn text(&self, row: usize) -> String {
+    fn text(&self, row: usize) -> &str {
         if let Some(s) = self.array.as_string_opt::<i32>() {
-            return s.value(row).to_string();
+            return s.value(row);
         }
         if let Some(b) = self.array.as_boolean_opt() {
-            return b.value(row).to_string();
+            return if b.value(row) { "true" } else { "false" };
         }
-        String::new()
+        ""
     }
 }
 
