@@ -86,20 +86,39 @@ pub fn deciles(p: &[Option<f64>], ids: &[String]) -> Vec<Option<i32>> {
 }
 
 /// [`deciles`] with the customer_id of row `i` given by `id(i)` (ids kept in any form).
+///
+/// The scored rows are sorted once by a packed key (the probability's total order, highest
+/// first, and the row). When the ids ascend with the rows (customer_features is ordered by
+/// customer_id), the row breaks ties exactly as the id does and no id is compared in the sort;
+/// otherwise ties compare the ids.
 pub fn deciles_by<'a>(p: &[Option<f64>], id: impl Fn(usize) -> &'a str) -> Vec<Option<i32>> {
-    let mut idx: Vec<usize> = (0..p.len()).filter(|i| p[*i].is_some()).collect();
-    idx.sort_by(|a, b| {
-        p[*b]
-            .unwrap()
-            .total_cmp(&p[*a].unwrap())
-            .then_with(|| id(*a).cmp(id(*b)))
-    });
-    let n = idx.len();
+    let mut keyed: Vec<(u64, usize)> = p
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|x| (descending_key(x), i)))
+        .collect();
+    if (1..p.len()).all(|i| id(i - 1) < id(i)) {
+        keyed.sort_unstable();
+    } else {
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))));
+    }
+    let n = keyed.len();
     let mut out = vec![None; p.len()];
-    for (rank, i) in idx.into_iter().enumerate() {
+    for (rank, (_, i)) in keyed.into_iter().enumerate() {
         out[i] = Some((rank * 10 / n.max(1)) as i32 + 1);
     }
     out
+}
+
+/// A key whose ascending order is the descending [`f64::total_cmp`] order of `x`.
+fn descending_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    let ascending = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    !ascending
 }
 
 #[cfg(test)]
@@ -141,5 +160,56 @@ mod tests {
         let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
         let d = deciles(&[Some(0.1), Some(0.9), None, Some(0.9)], &ids);
         assert_eq!(d, vec![Some(7), Some(1), None, Some(4)]);
+    }
+
+    /// The ids in row order or not, the ranks are those of sorting by (p descending in
+    /// `total_cmp` order, id ascending).
+    #[test]
+    fn deciles_are_the_same_whether_or_not_the_ids_ascend_with_the_rows() {
+        let p = [
+            Some(0.5),
+            Some(-0.0),
+            Some(0.0),
+            None,
+            Some(0.5),
+            Some(1.0),
+            Some(-1.0),
+            Some(0.25),
+            Some(0.5),
+            Some(f64::MIN_POSITIVE),
+            Some(0.0),
+            Some(0.75),
+        ];
+        let expected = |ids: &[String]| -> Vec<Option<i32>> {
+            let mut idx: Vec<usize> = (0..p.len()).filter(|i| p[*i].is_some()).collect();
+            idx.sort_by(|a, b| {
+                p[*b]
+                    .unwrap()
+                    .total_cmp(&p[*a].unwrap())
+                    .then_with(|| ids[*a].cmp(&ids[*b]))
+            });
+            let mut out = vec![None; p.len()];
+            for (rank, i) in idx.iter().enumerate() {
+                out[*i] = Some((rank * 10 / idx.len()) as i32 + 1);
+            }
+            out
+        };
+        let ascending: Vec<String> = (0..p.len()).map(|i| format!("CU{i:02}")).collect();
+        let shuffled: Vec<String> = (0..p.len())
+            .map(|i| format!("CU{:02}", (i * 7) % 12))
+            .collect();
+        for ids in [ascending, shuffled] {
+            assert_eq!(deciles(&p, &ids), expected(&ids), "{ids:?}");
+        }
+        let d = deciles(
+            &p,
+            &(0..p.len())
+                .map(|i| format!("CU{i:02}"))
+                .collect::<Vec<_>>(),
+        );
+        // 0.0 ranks above -0.0 (total order); the ties at 0.5 go by id: CU00, CU04, CU08.
+        assert!(d[2] <= d[1] && d[0] <= d[4] && d[4] <= d[8]);
+        assert_eq!(d[5], Some(1));
+        assert_eq!(d[6], Some(10));
     }
 }

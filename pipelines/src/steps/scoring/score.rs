@@ -38,7 +38,9 @@ pub async fn score(
 ) -> Result<(Stored, Vec<Drift>)> {
     let (mut p_refer, mut p_churn, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     let mut drift = DriftCounts::new(models);
-    let mut batches = features.batches(None).await?;
+    let read = first_pass_columns(models);
+    let read: Vec<&str> = read.iter().map(String::as_str).collect();
+    let mut batches = features.batches(Some(&read)).await?;
     while let Some(group) = next_group(&mut batches, partitions).await? {
         let parts = crate::parallel::map_ordered(&group, partitions, |b| probabilities(models, b))?;
         for (b, (refer, churn)) in group.iter().zip(parts) {
@@ -51,8 +53,13 @@ pub async fn score(
     let ids: Vec<&dyn arrow::array::Array> = ids.iter().map(|a| a.as_ref()).collect();
     let ids = arrow::compute::concat(&ids)?;
     let ids = ids.as_string::<i32>();
-    let refer_dec = deciles_by(&p_refer, |i| ids.value(i));
-    let churn_dec = deciles_by(&p_churn, |i| ids.value(i));
+    // The two rankings are independent: one sort per thread.
+    let (refer_dec, churn_dec) = std::thread::scope(|s| {
+        let refer = s.spawn(|| deciles_by(&p_refer, |i| ids.value(i)));
+        let churn = deciles_by(&p_churn, |i| ids.value(i));
+        (refer.join(), churn)
+    });
+    let refer_dec = refer_dec.map_err(|_| FlywheelError::internal("ranking p_refer panicked"))?;
     drop((p_refer, p_churn));
 
     let versions: BTreeMap<&str, String> = models
@@ -92,6 +99,22 @@ pub async fn score(
     let cuts = crate::engine::encode::one_batch_cuts(scores.rows() as usize);
     let scores = scores.cut_as(cuts)?;
     Ok((scores, drift.finish()))
+}
+
+/// The columns of customer_features the first pass reads: the ids, the populations' columns,
+/// and every model's inputs and drift variables (the other columns are not decoded).
+fn first_pass_columns(models: &BTreeMap<Target, ModelFile>) -> Vec<String> {
+    let mut columns: Vec<String> = ["customer_id", "delivered", "visits_365d"]
+        .map(String::from)
+        .to_vec();
+    for m in models.values() {
+        let p = &m.model.preprocessor;
+        columns.extend(p.numeric.iter().map(|c| c.name.clone()));
+        columns.extend(p.boolean.iter().cloned());
+        columns.extend(p.categorical.iter().map(|c| c.name.clone()));
+        columns.extend(m.drift_reference.iter().map(|r| r.variable.clone()));
+    }
+    columns
 }
 
 fn column<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef> {
