@@ -104,9 +104,12 @@ pub async fn score(
 /// The columns of customer_features the first pass reads: the ids, the populations' columns,
 /// and every model's inputs and drift variables (the other columns are not decoded).
 fn first_pass_columns(models: &BTreeMap<Target, ModelFile>) -> Vec<String> {
-    let mut columns: Vec<String> = ["customer_id", "delivered", "visits_365d"]
-        .map(String::from)
-        .to_vec();
+    let mut columns = vec!["customer_id".to_string()];
+    columns.extend(
+        Target::ALL
+            .iter()
+            .map(|t| t.population_column().to_string()),
+    );
     for m in models.values() {
         let p = &m.model.preprocessor;
         columns.extend(p.numeric.iter().map(|c| c.name.clone()));

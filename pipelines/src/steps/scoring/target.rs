@@ -49,23 +49,30 @@ impl Target {
     /// Scores): refer, delivered customers (its training population; every customer is scored);
     /// churn, customers with a visit in the last 365 days (the only ones with a p_churn).
     pub fn population(&self, b: &RecordBatch) -> Result<Vec<bool>> {
-        let column = |name: &str| {
-            b.column_by_name(name).ok_or_else(|| {
-                FlywheelError::internal(format!("customer_features has no column {name}"))
-            })
-        };
+        let name = self.population_column();
+        let column = b.column_by_name(name).ok_or_else(|| {
+            FlywheelError::internal(format!("customer_features has no column {name}"))
+        })?;
         Ok(match self {
             Target::Refer => {
-                let d = column("delivered")?.as_boolean();
+                let d = column.as_boolean();
                 (0..d.len()).map(|i| d.is_valid(i) && d.value(i)).collect()
             }
             Target::Churn => {
-                let v = column("visits_365d")?.as_primitive::<arrow::datatypes::Int32Type>();
+                let v = column.as_primitive::<arrow::datatypes::Int32Type>();
                 (0..v.len())
                     .map(|i| v.is_valid(i) && v.value(i) > 0)
                     .collect()
             }
         })
+    }
+
+    /// The column of customer_features that [`Target::population`] reads.
+    pub fn population_column(&self) -> &'static str {
+        match self {
+            Target::Refer => "delivered",
+            Target::Churn => "visits_365d",
+        }
     }
 
     /// The training-set job of the target (`sql/train_labels_<target>.sql`).
