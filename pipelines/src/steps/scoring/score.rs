@@ -13,7 +13,7 @@ use flywheel_models::{deciles_by, ModelFile};
 
 use super::drift::{Drift, DriftCounts};
 use super::reasons::{reasons_into, Described};
-use super::target::Target;
+use super::target::{model_features, Target};
 use crate::engine::catalog::SCORES;
 use crate::engine::stored::next_group;
 use crate::engine::{Scratch, Stored, StoredWriter};
@@ -54,12 +54,12 @@ pub async fn score(
     let ids = arrow::compute::concat(&ids)?;
     let ids = ids.as_string::<i32>();
     // The two rankings are independent: one sort per thread.
-    let (refer_dec, churn_dec) = std::thread::scope(|s| {
-        let refer = s.spawn(|| deciles_by(&p_refer, |i| ids.value(i)));
-        let churn = deciles_by(&p_churn, |i| ids.value(i));
-        (refer.join(), churn)
-    });
-    let refer_dec = refer_dec.map_err(|_| FlywheelError::internal("ranking p_refer panicked"))?;
+    let ranked = crate::parallel::map_ordered(&[&p_refer, &p_churn], partitions, |p| {
+        Ok(deciles_by(p, |i| ids.value(i)))
+    })?;
+    let [refer_dec, churn_dec]: [Vec<Option<i32>>; 2] = ranked
+        .try_into()
+        .map_err(|_| FlywheelError::internal("two rankings expected"))?;
     drop((p_refer, p_churn));
 
     let versions: BTreeMap<&str, String> = models
@@ -111,10 +111,7 @@ fn first_pass_columns(models: &BTreeMap<Target, ModelFile>) -> Vec<String> {
             .map(|t| t.population_column().to_string()),
     );
     for m in models.values() {
-        let p = &m.model.preprocessor;
-        columns.extend(p.numeric.iter().map(|c| c.name.clone()));
-        columns.extend(p.boolean.iter().cloned());
-        columns.extend(p.categorical.iter().map(|c| c.name.clone()));
+        columns.extend(model_features(&m.model));
         columns.extend(m.drift_reference.iter().map(|r| r.variable.clone()));
     }
     columns
