@@ -44,11 +44,12 @@ answers AS (
     FROM nps_responses
     WHERE response_ts < ${as_of}
 ),
--- The last answer's score (latest; ties: the larger response_id) in the same hash aggregate as
--- the other figures, instead of a window that sorts every answer by customer.
+-- The last answer's score (latest; ties: the larger response_id: `last_by`, engine::pick) in the
+-- same hash aggregate as the other figures, instead of a window that sorts every answer by
+-- customer.
 nps_stats AS (
     SELECT customer_id,
-           first_value(score ORDER BY response_ts DESC, response_id DESC) AS nps_last,
+           last_by(CAST(score AS BIGINT), CAST(response_ts AS BIGINT), response_id) AS nps_last,
            AVG(CASE WHEN in_w THEN CAST(score AS DOUBLE) END) AS nps_mean_365d,
            SUM(CASE WHEN in_w THEN 1 ELSE 0 END) AS nps_responses_365d
     FROM answers

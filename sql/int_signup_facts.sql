@@ -29,11 +29,11 @@ signup_events AS (
 ),
 -- The first signup of each key (earliest; ties: the smaller event_id); every other is a
 -- duplicate (a signup without a key has no first: it is a duplicate). One hash aggregate (first
--- by signup instant, then event_id) instead of a window: no sort of the signups by key, and one
--- scan of the events instead of two.
+-- by signup instant, then event_id: `first_by`, engine::pick) instead of a window: no sort of the
+-- signups by key, and one scan of the events instead of two.
 first_signups AS (
     SELECT referee_key,
-           first_value(signup_event_id ORDER BY signup_ns, signup_event_id) AS signup_event_id
+           first_by(signup_event_id, signup_ns, signup_event_id) AS signup_event_id
     FROM signup_events
     WHERE referee_key IS NOT NULL
     GROUP BY referee_key
@@ -47,7 +47,7 @@ referrer_days AS (
 -- (earliest; ties: the smaller event_id), in one hash aggregate, and the instant of that event.
 referee_ids AS (
     SELECT referee_key,
-           first_value(referee_customer_id ORDER BY ts_ns, event_id) AS referee_customer_id,
+           first_by(referee_customer_id, ts_ns, event_id) AS referee_customer_id,
            MIN(ts_ns) AS referee_known_ns
     FROM events
     WHERE referee_customer_id IS NOT NULL AND referee_key IS NOT NULL

@@ -53,10 +53,10 @@ new_customers AS (
     WHERE visits_365d > 0 AND visits_365d = visits_total
 ),
 -- First-ever visit per new customer: earliest visit_ts, ties the smaller visit_id, in one hash
--- aggregate (no window, no join back onto the visits).
+-- aggregate (`first_by`, engine::pick; no window, no join back onto the visits).
 first_visits AS (
     SELECT c.service_center_id,
-           first_value(v.visit_id ORDER BY v.visit_ts, v.visit_id) AS visit_id
+           first_by(v.visit_id, CAST(v.visit_ts AS BIGINT), v.visit_id) AS visit_id
     FROM visits v
     JOIN new_customers c ON c.customer_id = v.customer_id
     -- Every visit of a new customer is in W, so only W's visits are joined: the same first

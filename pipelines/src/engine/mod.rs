@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod encode;
 pub mod memory;
+pub mod pick;
 pub mod run_date;
 pub mod runner;
 pub mod scratch;

@@ -1,5 +1,6 @@
 //! The query engine: one DataFusion session per run, with a fixed partition count (results do
-//! not depend on the machine), the shared rules of `udf` registered and a memory budget.
+//! not depend on the machine), the shared rules of `udf` and the aggregates of `pick` registered
+//! and a memory budget.
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -31,6 +32,7 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
         .schema_force_view_types = false;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     super::udf::register(&ctx);
+    super::pick::register(&ctx);
     Ok(ctx)
 }
 
