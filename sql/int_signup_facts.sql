@@ -93,13 +93,21 @@ referrer_facts AS (
 )
 -- Every signup has exactly one row in referee_facts and in referrer_facts (left joins on
 -- unique keys; its own day is among its referrer's days), so the inner joins drop none.
+-- The narrow tables come first: under hash joins the left side of a join is the one held in
+-- memory, so each join holds a narrow table and the wide signup rows stream past them (written
+-- the other way round, every join held the wide rows, and the rows it had gathered so far: 6 GB
+-- at 10M customers).
 SELECT s.signup_event_id, s.referee_key, k.referee_customer_id, k.referee_known_ns,
        k.referee_delivery_date,
        s.referrer_id, rf.referrer_in_crm, rf.referrer_contact_hash, rf.referrer_tracking_opt_out,
        rf.referrer_service_center_id, rf.referrer_crm_generation,
        s.share_id, s.channel, s.signup_ts, s.signup_ns, rf.referrer_signups_that_day,
        k.duplicate_signup, f.first_service_ts, f.first_service_ns
-FROM signup_events s
-JOIN referrer_facts rf ON rf.signup_event_id = s.signup_event_id
-JOIN referee_facts k ON k.signup_event_id = s.signup_event_id
-LEFT JOIN first_services f ON f.signup_event_id = s.signup_event_id
+FROM first_services f
+RIGHT JOIN (
+    referee_facts k
+    JOIN (
+        referrer_facts rf
+        JOIN signup_events s ON s.signup_event_id = rf.signup_event_id
+    ) ON k.signup_event_id = s.signup_event_id
+) ON f.signup_event_id = s.signup_event_id
