@@ -1720,8 +1720,10 @@ fn run_within(
     (child.wait_with_output().unwrap(), started.elapsed())
 }
 
-/// The nightly job at 100k customers under a 256 MiB query-engine budget publishes exactly the
-/// tables of a run without a budget, and its budgeted operators stay within the budget; at the
+/// The nightly job at 100k customers under a 256 MiB query-engine budget, with sort-merge joins
+/// (`FLYWHEEL_JOINS=sort_merge`: the inputs are small enough for hash joins in 256 MiB), publishes
+/// exactly the tables of a run without a budget (hash joins), and its budgeted operators stay
+/// within the budget; at the
 /// smallest budget allowed (64 MiB) it either completes with the same tables (spilling) or stops
 /// with exit code 6 and a message naming `memory_limit_mb`. None of them may hang: each run is
 /// killed after 10 minutes, which fails the test (DataFusion 55's repartition spill stall,
@@ -1750,9 +1752,11 @@ fn a_small_memory_budget_gives_the_same_tables_and_never_hangs() {
             "--output",
             out.to_str().unwrap(),
         ];
+        let joins = if name == "256" { "sort_merge" } else { "" };
         let env = [
             ("FLYWHEEL_MEMORY_LIMIT_MB", budget.to_string()),
             ("FLYWHEEL_LOG", "info".to_string()),
+            ("FLYWHEEL_JOINS", joins.to_string()),
         ];
         let (result, took) = run_within(&args, &env, deadline);
         eprintln!("budget {name}: exit {:?} in {took:?}", result.status.code());
@@ -1763,6 +1767,7 @@ fn a_small_memory_budget_gives_the_same_tables_and_never_hangs() {
     assert!(unbounded.len() > 20, "{} files", unbounded.len());
     let (_, at_256) = &outcome["256"];
     let log = ok(at_256);
+    assert!(log.contains("joins are sort-merge joins"), "{log}");
     assert!(
         tables("256") == unbounded,
         "a 256 MiB budget changed the tables"

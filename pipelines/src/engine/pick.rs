@@ -85,7 +85,11 @@ impl AggregateUDFImpl for PickBy {
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         let field = |part: &str, data_type: DataType| {
-            Arc::new(Field::new(format_state_name(args.name, part), data_type, true))
+            Arc::new(Field::new(
+                format_state_name(args.name, part),
+                data_type,
+                true,
+            ))
         };
         Ok(vec![
             field("value", args.return_type().clone()),
@@ -302,7 +306,9 @@ impl Picks {
         vec![
             self.value_array(),
             Arc::new(Int64Array::from(self.ts.clone())),
-            Arc::new(StringArray::from_iter(self.ids.iter().map(|x| x.as_deref()))),
+            Arc::new(StringArray::from_iter(
+                self.ids.iter().map(|x| x.as_deref()),
+            )),
             Arc::new(BooleanArray::from(self.set.clone())),
         ]
     }
@@ -421,10 +427,18 @@ mod tests {
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionConfig;
 
+    /// A test row: group, value, ts, id.
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        Option<i64>,
+        Option<&'static str>,
+    );
+
     /// Rows `(group, value, ts, id)` with ties in `ts`, equal `(ts, id)` pairs with different
     /// values, and null instants, ids and values, cut into several batches and partitions.
     fn session() -> SessionContext {
-        let rows: Vec<(&str, Option<&str>, Option<i64>, Option<&str>)> = vec![
+        let rows: Vec<Row> = vec![
             ("a", Some("x"), Some(5), Some("e2")),
             ("a", Some("y"), Some(5), Some("e1")),
             ("a", Some("z"), Some(9), Some("e0")),
@@ -446,14 +460,15 @@ mod tests {
             Field::new("ts", DataType::Int64, true),
             Field::new("id", DataType::Utf8, true),
         ]));
-        let batch = |rows: &[(&str, Option<&str>, Option<i64>, Option<&str>)]| {
+        let batch = |rows: &[Row]| {
             RecordBatch::try_new(
                 schema.clone(),
                 vec![
                     Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
                     Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
                     Arc::new(Int64Array::from_iter(
-                        rows.iter().map(|r| r.1.map(|v| v.len() as i64 * 10 + r.0.len() as i64)),
+                        rows.iter()
+                            .map(|r| r.1.map(|v| v.len() as i64 * 10 + r.0.len() as i64)),
                     )),
                     Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.2))),
                     Arc::new(StringArray::from_iter(rows.iter().map(|r| r.3))),

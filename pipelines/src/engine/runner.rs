@@ -11,6 +11,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use super::catalog::{self, Job};
 use super::run_date::{RunDate, DAY_NS};
 use super::scratch::Scratch;
+use super::session;
 use super::stages::Stages;
 use super::stored::{self, Stored};
 use super::table::Table;
@@ -163,26 +164,56 @@ pub async fn run_jobs(
     for job in jobs {
         let started = stages.start();
         let sql = catalog::bind(job, params)?;
-        let df = ctx.sql(&sql).await.map_err(|e| {
-            FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name))
-        })?;
-        let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        explain_if_asked(ctx, &job.name, &sql).await?;
-        if let Some(scratch) = release.spills(job) {
-            let stored = spill(ctx, df, scratch, &job.name).await?;
-            tables.stored.insert(job.name.clone(), stored);
-        } else {
-            let batches = df.collect().await?;
-            let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
-            let table = Table { schema, batches };
-            table.register(ctx, &job.name)?;
-            tables.held.insert(job.name.clone(), table);
+        let tried = std::time::Instant::now();
+        match run_job(ctx, job, &sql, release, tables).await {
+            // DataFusion 55's hash joins cannot spill: when a job's outgrow the budget after all
+            // (engine::session::choose_joins estimates from the input rows), the job runs again
+            // with sort-merge joins, and so does the rest of the run. Nothing of the failed
+            // attempt was registered; a stored table is written again from the start.
+            Err(FlywheelError::Resources(why)) if session::hash_joins(ctx) => {
+                tracing::warn!(
+                    job = %job.name,
+                    seconds = tried.elapsed().as_secs_f64(),
+                    why = %why,
+                    "the job's hash joins outgrew the memory budget: it runs again, and the rest of the run, with sort-merge joins, which spill"
+                );
+                session::set_hash_joins(ctx, false);
+                run_job(ctx, job, &sql, release, tables).await?;
+            }
+            other => other?,
         }
         for done in release.after(&job.name) {
             ctx.deregister_table(done.as_str())?;
             tables.remove(done);
         }
         stages.done(&format!("sql:{}", job.name), started);
+    }
+    Ok(())
+}
+
+/// Run one job's SQL and register its result: streamed into the scratch area, or held.
+async fn run_job(
+    ctx: &SessionContext,
+    job: &Job,
+    sql: &str,
+    release: &Release,
+    tables: &mut Tables,
+) -> Result<()> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name)))?;
+    let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    explain_if_asked(ctx, &job.name, sql).await?;
+    if let Some(scratch) = release.spills(job) {
+        let stored = spill(ctx, df, scratch, &job.name).await?;
+        tables.stored.insert(job.name.clone(), stored);
+    } else {
+        let batches = df.collect().await?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
+        let table = Table { schema, batches };
+        table.register(ctx, &job.name)?;
+        tables.held.insert(job.name.clone(), table);
     }
     Ok(())
 }
@@ -216,6 +247,79 @@ mod tests {
             },
             reads: reads.iter().map(|r| r.to_string()).collect(),
         }
+    }
+
+    /// A job whose hash joins outgrow the budget runs again with sort-merge joins, which spill,
+    /// and gives the rows a hash join gives; the rest of the run plans sort-merge joins.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_hash_joins_outgrow_the_budget_runs_again_with_sort_merge_joins() {
+        use arrow::array::{Int64Array, RecordBatch, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::datasource::MemTable;
+
+        let cfg = Config {
+            memory_limit_mb: 64,
+            ..Config::default()
+        };
+        let ctx = crate::engine::session::session(&cfg).unwrap();
+        session::set_hash_joins(&ctx, true);
+        // 1.5M rows a side with 40-byte keys: a hash join's build side alone is over 64 MiB.
+        let rows = 1_500_000_i64;
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        for (name, step) in [("a", 1), ("b", 2)] {
+            let batches = (0..rows)
+                .step_by(8192)
+                .map(|from| {
+                    let to = (from + 8192).min(rows);
+                    RecordBatch::try_new(
+                        schema.clone(),
+                        vec![
+                            Arc::new(StringArray::from_iter_values(
+                                (from..to).map(|i| format!("{:040}", i * step)),
+                            )),
+                            Arc::new(Int64Array::from_iter_values(from..to)),
+                        ],
+                    )
+                    .unwrap()
+                })
+                .collect();
+            let table = MemTable::try_new(schema.clone(), vec![batches]).unwrap();
+            ctx.register_table(name, Arc::new(table)).unwrap();
+        }
+        let mut joined = job("joined", false, &["a", "b"]);
+        joined.sql = "SELECT COUNT(*) AS n, SUM(a.v + b.v) AS s FROM a JOIN b ON a.k = b.k".into();
+        let (mut stages, mut tables) = (Stages::default(), Tables::default());
+        run_jobs(
+            &ctx,
+            &[joined],
+            &BTreeMap::new(),
+            &mut stages,
+            &mut tables,
+            &Release::none(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            !session::hash_joins(&ctx),
+            "the run went on with hash joins"
+        );
+        let batch = &tables.held["joined"].batches[0];
+        let column = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        // Keys 0, 2, 4, … of `a` (value i at key i) meet `b`'s keys 2j (value j): 750,000 pairs,
+        // i = 2j for j < 750,000, so the sum of i + j is 3 × (0 + … + 749,999).
+        let half = rows / 2;
+        assert_eq!(column(0), half);
+        assert_eq!(column(1), 3 * half * (half - 1) / 2);
     }
 
     #[test]

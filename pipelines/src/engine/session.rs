@@ -36,30 +36,50 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Bytes a valid input row is taken to need when it sits in a hash join's build side (the
-/// row, the hash table's share and DataFusion's accounting; measured: the joins of
-/// `int_referral_signups` held ~2 GB at 17M input rows and 8 GB of the process at 170M).
-const JOIN_BYTES_PER_INPUT_ROW: u64 = 128;
+/// Bytes a valid input row is taken to need when the run plans hash joins: measured, the whole
+/// process peaked at 5.18 GiB with hash joins and no budget at 169M input rows (10M customers;
+/// `int_signup_facts` and `customer_features` are the largest jobs), 33 bytes a row, and at
+/// 1.0 GiB at 17M rows (1M customers). The joins are given half the budget, so this leaves the
+/// other half for everything else.
+const JOIN_BYTES_PER_INPUT_ROW: u64 = 32;
 
 /// Choose the join algorithm for the inputs' size: DataFusion 55's hash joins cannot spill, so
 /// when the valid input rows (× [`JOIN_BYTES_PER_INPUT_ROW`]) would take more than half the
 /// memory budget, the session plans sort-merge joins, whose sorts spill to disk within the
-/// budget. Same tables either way (tests/end_to_end.rs, the small-budget test runs both);
-/// hash joins are faster. Returns whether sort-merge joins were chosen.
+/// budget. `FLYWHEEL_JOINS=hash` or `FLYWHEEL_JOINS=sort_merge` overrides the choice (an
+/// operator's escape hatch, and how the small-budget test runs both). Same tables either way;
+/// hash joins are faster. A job whose hash joins outgrow the budget anyway runs again with
+/// sort-merge joins (`engine::runner::run_jobs`). Returns whether sort-merge joins were chosen.
 pub fn choose_joins(ctx: &SessionContext, cfg: &Config, input_rows: u64) -> bool {
     let budget = cfg.memory_limit_mb.saturating_mul(1024 * 1024);
-    let sort_merge = budget > 0 && input_rows.saturating_mul(JOIN_BYTES_PER_INPUT_ROW) > budget / 2;
+    let sort_merge = match std::env::var("FLYWHEEL_JOINS").as_deref() {
+        Ok("sort_merge") => true,
+        Ok("hash") => false,
+        _ => budget > 0 && input_rows.saturating_mul(JOIN_BYTES_PER_INPUT_ROW) > budget / 2,
+    };
+    set_hash_joins(ctx, !sort_merge);
+    sort_merge
+}
+
+/// Whether the session plans hash joins.
+pub fn hash_joins(ctx: &SessionContext) -> bool {
+    ctx.state_ref()
+        .read()
+        .config()
+        .options()
+        .optimizer
+        .prefer_hash_join
+}
+
+/// Plan hash joins (true) or sort-merge joins (false) from now on.
+pub fn set_hash_joins(ctx: &SessionContext, hash: bool) {
     let state = ctx.state_ref();
     let mut state = state.write();
-    state.config_mut().options_mut().optimizer.prefer_hash_join = !sort_merge;
-    sort_merge
+    state.config_mut().options_mut().optimizer.prefer_hash_join = hash;
 }
 
 /// Give `to` the join choice of `from` (a session of its own over the same inputs, e.g. a
 /// training snapshot).
 pub fn same_joins(from: &SessionContext, to: &SessionContext) {
-    let hash = from.state().config().options().optimizer.prefer_hash_join;
-    let state = to.state_ref();
-    let mut state = state.write();
-    state.config_mut().options_mut().optimizer.prefer_hash_join = hash;
+    set_hash_joins(to, hash_joins(from));
 }
