@@ -1088,6 +1088,53 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
         assert!(card.contains(section), "{section}: {card}");
     }
 
+    // A snapshot larger than `train_sample_rows` is fitted on a deterministic sample of that
+    // many rows (the same model file twice), evaluated on the whole holdout, and the card says so.
+    let sampled = |out: &Path| {
+        ok(&flywheel(
+            &[
+                "train",
+                "--target",
+                "refer",
+                "--as-of",
+                DATE,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            &[("FLYWHEEL_TRAIN_SAMPLE_ROWS", "1000".to_string())],
+        ))
+    };
+    let (c, d) = (dir.join("c"), dir.join("d"));
+    sampled(&c);
+    sampled(&d);
+    let (fc, fd) = (files(&c.join("models")), files(&d.join("models")));
+    assert_eq!(fc, fd, "retraining on a sample changed the model file");
+    let (sampled_key, sampled_model) = fc.iter().find(|(k, _)| k.ends_with("model.json")).unwrap();
+    let sampled_model: serde_json::Value = serde_json::from_slice(sampled_model).unwrap();
+    let holdout_rows = model["holdout_metrics"]["rows"].as_u64().unwrap();
+    assert!(
+        holdout_rows > 1000,
+        "the test needs a larger snapshot: {holdout_rows}"
+    );
+    assert_eq!(sampled_model["train_rows"].as_u64(), Some(1000));
+    assert_eq!(model["train_rows"].as_u64(), Some(holdout_rows));
+    assert_eq!(
+        sampled_model["holdout_metrics"]["rows"].as_u64(),
+        Some(holdout_rows),
+        "the holdout is evaluated whole"
+    );
+    assert_ne!(sampled_model["coefficients"], model["coefficients"]);
+    let sampled_card = String::from_utf8_lossy(&fc[&sampled_key.replace("model.json", "card.md")]);
+    assert!(
+        sampled_card.contains(&format!(
+            "1000 rows, a deterministic sample of its {holdout_rows} (`train_sample_rows`)"
+        )),
+        "{sampled_card}"
+    );
+    assert!(!card.contains("deterministic sample"), "{card}");
+
     // A second version, then promote / rollback.
     let text = train(&a, "2026-05-01");
     assert!(text.contains("refer:"), "{text}");

@@ -78,7 +78,7 @@ impl Default for Config {
             target_partitions: 2,
             l2: 1.0,
             max_iterations: 200,
-            train_sample_rows: 1_000_000,
+            train_sample_rows: 250_000,
             allow_missing_models: false,
             lock_stale_after_minutes: 360,
             break_lock: false,

@@ -87,10 +87,18 @@ fn data_and_metrics(s: &mut String, f: &ModelFile) {
         "| holdout | snapshot {}: {} rows, {} positive (base rate {:.4}) |",
         f.holdout_snapshot, m.rows, m.positives, m.base_rate
     );
+    let fitted = if f.train_rows < m.rows {
+        format!(
+            "{} rows, a deterministic sample of its {} (`train_sample_rows`)",
+            f.train_rows, m.rows
+        )
+    } else {
+        format!("{} rows", f.train_rows)
+    };
     let _ = writeln!(
         s,
-        "| final model | refitted on the holdout snapshot {}: {} rows |",
-        f.holdout_snapshot, f.train_rows
+        "| final model | refitted on the holdout snapshot {}: {fitted} |",
+        f.holdout_snapshot
     );
     let _ = writeln!(s, "| input fingerprint | {} |\n", f.input_fingerprint);
     let _ = writeln!(
