@@ -8,7 +8,7 @@ use arrow::array::{AsArray, RecordBatch};
 use datafusion::prelude::SessionContext;
 use flywheel_models::ndarray::Array2;
 use flywheel_models::{evaluate, fit, promotion_decision, FitSettings, ModelFile, Preprocessor};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tracing::info;
 
 use super::registry::Registry;
@@ -290,21 +290,31 @@ pub async fn train(
 }
 
 /// The training snapshot's distribution of every feature the model reads and of its score (the
-/// final model on its own training rows): the reference of the nightly drift figures.
+/// final model on its own training rows): the reference of the nightly drift figures. Each
+/// feature is a pass over its column of the stored set, two at a time on tasks of their own (a
+/// column's values in memory each), the figures in the order of the features.
 async fn drift_reference(
     model: &flywheel_models::Model,
     set: &Labelled,
 ) -> Result<Vec<flywheel_models::drift::Reference>> {
     use flywheel_models::drift::{column_values, reference_of, Reference};
-    let mut out = Vec::new();
-    for name in super::target::model_features(model) {
-        let mut values = Vec::with_capacity(set.y.len());
-        let mut column = set.rows.batches(Some(&[name.as_str()])).await?;
-        while let Some(b) = column.next().await {
-            values.extend(column_values(&[b?], &name)?);
-        }
-        out.push(reference_of(&name, &values));
-    }
+    let rows = set.y.len();
+    let jobs = super::target::model_features(model)
+        .into_iter()
+        .map(|name| {
+            let stored = set.rows.clone();
+            async move {
+                let mut values = Vec::with_capacity(rows);
+                let mut column = stored.batches(Some(&[name.as_str()])).await?;
+                while let Some(b) = column.next().await {
+                    values.extend(column_values(&[b?], &name)?);
+                }
+                Ok(reference_of(&name, &values))
+            }
+            .boxed()
+        })
+        .collect();
+    let mut out = crate::parallel::spawn_ordered(jobs, 2).await?;
     let scores: Vec<Option<f64>> = predict(model, set).await?.into_iter().map(Some).collect();
     out.push(Reference::numeric(SCORE_VARIABLE, &scores));
     Ok(out)
