@@ -92,7 +92,7 @@ pub fn fit(
     // row): the full fit then needs a few iterations instead of a cold start's hundreds. The
     // subsample is fixed by the row order, so the result is as deterministic as before, and
     // the full problem is still solved to the same tolerance.
-    let warm = if n >= 4 * WARM_START_ROWS {
+    let warm = if n >= 2 * WARM_START_ROWS {
         let step = n / WARM_START_ROWS;
         let idx: Vec<usize> = (0..n).step_by(step).collect();
         let xs = x.select(ndarray::Axis(0), &idx);
@@ -125,7 +125,7 @@ pub fn fit(
     })
 }
 
-/// Rows of the warm-start subsample (fits of at least four times as many rows use one).
+/// Rows of the warm-start subsample (fits of at least twice as many rows use one).
 const WARM_START_ROWS: usize = 100_000;
 
 /// One linfa fit; returns (w, intercept) with p = P(label = true), whatever class linfa took
