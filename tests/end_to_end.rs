@@ -1030,7 +1030,7 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
     let dir = common::tempdir("e2e-train");
     let input = dir.join("in");
     generate(&input, "4000");
-    let train = |out: &Path, as_of: &str| {
+    let train_with = |out: &Path, as_of: &str, env: &[(&str, String)]| {
         ok(&flywheel(
             &[
                 "train",
@@ -1043,9 +1043,10 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
                 "--output",
                 out.to_str().unwrap(),
             ],
-            &[],
+            env,
         ))
     };
+    let train = |out: &Path, as_of: &str| train_with(out, as_of, &[]);
     let (a, b) = (dir.join("a"), dir.join("b"));
     train(&a, DATE);
     train(&b, DATE);
@@ -1091,20 +1092,11 @@ fn training_is_reproducible_and_the_registry_promotes_and_rolls_back() {
     // A snapshot larger than `train_sample_rows` is fitted on a deterministic sample of that
     // many rows (the same model file twice), evaluated on the whole holdout, and the card says so.
     let sampled = |out: &Path| {
-        ok(&flywheel(
-            &[
-                "train",
-                "--target",
-                "refer",
-                "--as-of",
-                DATE,
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                out.to_str().unwrap(),
-            ],
+        train_with(
+            out,
+            DATE,
             &[("FLYWHEEL_TRAIN_SAMPLE_ROWS", "1000".to_string())],
-        ))
+        )
     };
     let (c, d) = (dir.join("c"), dir.join("d"));
     sampled(&c);
