@@ -1,5 +1,8 @@
 -- train_labels_refer (training: not part of the nightly run)
--- Grain:    one row per customer delivered before the snapshot T, with the features at T.
+-- Grain:    one row per customer delivered before the snapshot T: customer_id and label, in
+--           customer_id order. The features at T are that customer's row of snapshot_features
+--           (training reads them from there, in the same order, instead of copying every
+--           feature into the training set).
 -- Inputs:   snapshot_features (customer_features evaluated at T), int_referral_signups (at the run date: its flags).
 -- Contract: none (training set, not published).
 -- Label:    domain.md, Scores: the customer is the referrer of at least one signup with no flag
@@ -13,7 +16,7 @@ future_referrers AS (
       AND unflagged
 ),
 final AS (
-    SELECT f.*, r.referrer_id IS NOT NULL AS label
+    SELECT f.customer_id, r.referrer_id IS NOT NULL AS label
     FROM snapshot_features f
     LEFT JOIN future_referrers r ON r.referrer_id = f.customer_id
     WHERE f.delivered

@@ -20,7 +20,8 @@
 //!
 //! Types are the contracts' (string, int32, int64, double, boolean, date, timestamp,
 //! decimal(p,s)). Jobs not covered here are covered by the whole-run golden cases in
-//! `tests/golden/` (see `every_nightly_job_has_a_golden_test`).
+//! `tests/golden/` (see `every_nightly_job_has_a_golden_test`). A training job
+//! (`train_labels_<target>`) runs at the snapshot T = the run date.
 
 mod common;
 
@@ -32,6 +33,7 @@ use arrow::datatypes::{Field, Schema};
 use flywheel_pipelines::config::Config;
 use flywheel_pipelines::contracts::ColType;
 use flywheel_pipelines::engine::{catalog, params, session, RunDate, Table};
+use flywheel_pipelines::steps::scoring::training_set::label_params;
 
 #[derive(Default)]
 struct Case {
@@ -176,7 +178,12 @@ async fn run_case(path: &Path) -> Vec<String> {
             .iter()
             .find(|j| j.name == q.job)
             .unwrap_or_else(|| panic!("no sql/{}.sql", q.job));
-        let sql = catalog::bind(job, &params(&cfg, &run_date)).unwrap();
+        // A training job's snapshot T is the case's run date.
+        let p = match job.layer {
+            catalog::Layer::Training => label_params(&cfg, &run_date),
+            _ => params(&cfg, &run_date),
+        };
+        let sql = catalog::bind(job, &p).unwrap();
         let batches = ctx
             .sql(&sql)
             .await

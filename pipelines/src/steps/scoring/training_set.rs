@@ -4,15 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{AsArray, RecordBatch};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use super::target::Target;
 use crate::config::Config;
 use crate::contracts;
 use crate::engine::{
-    catalog, params, run_jobs, session, stored, Release, RunDate, Scratch, Stages, Stored, Table,
-    Tables,
+    catalog, params, run_jobs, session, stored::Batches, Release, RunDate, Scratch, Stages, Stored,
+    Table, Tables,
 };
 use crate::error::{FlywheelError, Result};
 
@@ -63,15 +66,54 @@ pub const FEATURES: &str = "customer_features";
 /// snapshot as_of − 180 days for both targets (refer's training, churn's holdout).
 pub type Snapshots = BTreeMap<RunDate, Stored>;
 
-/// A labelled set, stored: the rows of `sql/train_labels_<target>.sql` (features and label) in
-/// the scratch area, and their labels in memory.
+/// A labelled set: the rows of the snapshot's customer_features that
+/// `sql/train_labels_<target>.sql` keeps, and their labels. The job gives each kept customer's
+/// id and label, in customer_id order like the snapshot; the features are read from the
+/// snapshot's stored file, so the set is not written again.
 pub struct Labelled {
-    pub rows: Stored,
+    pub rows: Selected,
     pub y: Vec<bool>,
 }
 
-/// The labelled training set at snapshot `t`, stored in `scratch`. `ctx` holds the inputs and
-/// the run date's `int_referral_signups`.
+/// Some rows of a stored table, in its order.
+#[derive(Clone)]
+pub struct Selected {
+    table: Stored,
+    /// Per row of `table`: whether it is one of the rows.
+    keep: Arc<Vec<bool>>,
+}
+
+impl Selected {
+    /// The rows' batches in order (`columns`: only those, in the table's order; None: all).
+    pub async fn batches(&self, columns: Option<&[&str]>) -> Result<Batches> {
+        let keep = self.keep.clone();
+        let mut at = 0usize;
+        let rows = self.table.batches(columns).await?;
+        Ok(rows
+            .filter_map(move |b| {
+                let out = b.and_then(|b| {
+                    let range = at..at + b.num_rows();
+                    at = range.end;
+                    let mask = keep.get(range).ok_or_else(|| {
+                        FlywheelError::internal("a stored snapshot has more rows than it had")
+                    })?;
+                    if mask.iter().all(|k| *k) {
+                        return Ok(b);
+                    }
+                    let mask = BooleanArray::from(mask.to_vec());
+                    Ok(arrow::compute::filter_record_batch(&b, &mask)?)
+                });
+                std::future::ready(match out {
+                    Ok(b) if b.num_rows() == 0 => None,
+                    other => Some(other),
+                })
+            })
+            .boxed())
+    }
+}
+
+/// The labelled training set at snapshot `t` (its snapshot stored in `scratch`). `ctx` holds
+/// the inputs and the run date's `int_referral_signups`.
 pub async fn training_set(
     ctx: &SessionContext,
     cfg: &Config,
@@ -89,11 +131,11 @@ pub async fn training_set(
         }
     };
     features.register(ctx, SNAPSHOT)?;
-    let df = ctx.sql(&label_sql(cfg, target, t)?).await?;
-    let rel = format!("labelled/{}-{t}.parquet", target.name());
-    let stored = stream_labelled(ctx, df, scratch, &rel).await;
+    let sql = label_sql(cfg, target, t)?;
+    crate::engine::runner::explain_if_asked(ctx, &target.labels_job(), &sql).await?;
+    let labelled = select_labelled(ctx, &sql, features).await;
     ctx.deregister_table(SNAPSHOT)?;
-    stored
+    labelled
 }
 
 /// The name the label jobs read the snapshot's features under.
@@ -101,26 +143,109 @@ const SNAPSHOT: &str = "snapshot_features";
 
 /// The label job of `target` at snapshot `t`, bound.
 fn label_sql(cfg: &Config, target: Target, t: &RunDate) -> Result<String> {
-    let mut p = params(cfg, t);
-    p.insert("snapshot_ns".into(), t.as_of_ns().to_string());
     let job = catalog::training_job(&target.labels_job())?;
-    catalog::bind(&job, &p)
+    catalog::bind(&job, &label_params(cfg, t))
 }
 
-/// Stream a label job's rows into the scratch file `rel`, keeping their labels.
-async fn stream_labelled(
-    ctx: &SessionContext,
-    df: datafusion::prelude::DataFrame,
-    scratch: &Scratch,
-    rel: &str,
-) -> Result<Labelled> {
-    let mut y = Vec::new();
-    let rows = stored::compute(ctx, df, (scratch, rel), |b| {
-        y.extend(labels(b)?);
-        Ok(())
+/// The parameters of a label job at snapshot `t`: the nightly run's at `t`, and `snapshot_ns`.
+pub fn label_params(cfg: &Config, t: &RunDate) -> BTreeMap<String, String> {
+    let mut p = params(cfg, t);
+    p.insert("snapshot_ns".into(), t.as_of_ns().to_string());
+    p
+}
+
+/// The label job's ids and labels as they stream, matched to the rows of `features` (the
+/// snapshot the job read): both are in customer_id order, so one pass over the snapshot's ids
+/// finds each kept row. A job row whose id is not the next one of the snapshot is an error,
+/// never a silently shifted label.
+async fn select_labelled(ctx: &SessionContext, sql: &str, features: Stored) -> Result<Labelled> {
+    let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+    let mut job = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
+    let mut snapshot = Ids::new(features.batches(Some(&[ID])).await?);
+    let total = features.rows() as usize;
+    let (mut keep, mut y) = (Vec::with_capacity(total), Vec::new());
+    while let Some(b) = job.next().await {
+        let b = b?;
+        y.extend(labels(&b)?);
+        let ids = ids_of(&b)?;
+        for id in ids.as_string::<i32>().iter() {
+            let id = id.ok_or_else(|| FlywheelError::internal("a label job gave a null id"))?;
+            loop {
+                match snapshot.next_is(id).await? {
+                    Some(true) => {
+                        keep.push(true);
+                        break;
+                    }
+                    Some(false) => keep.push(false),
+                    None => {
+                        return Err(FlywheelError::internal(
+                            "a label job's ids are not the snapshot's, in its order",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    keep.resize(total, false);
+    Ok(Labelled {
+        rows: Selected {
+            table: features,
+            keep: Arc::new(keep),
+        },
+        y,
     })
-    .await?;
-    Ok(Labelled { rows, y })
+}
+
+/// The id column.
+const ID: &str = "customer_id";
+
+/// The customer_id column of a batch, as text.
+fn ids_of(b: &RecordBatch) -> Result<arrow::array::ArrayRef> {
+    let ids = b
+        .column_by_name(ID)
+        .ok_or_else(|| FlywheelError::internal("a label job's rows have no customer_id"))?;
+    Ok(arrow::compute::cast(
+        ids,
+        &arrow::datatypes::DataType::Utf8,
+    )?)
+}
+
+/// The ids of a stored table's id column, one at a time.
+struct Ids {
+    batches: Batches,
+    current: Option<arrow::array::ArrayRef>,
+    at: usize,
+}
+
+impl Ids {
+    fn new(batches: Batches) -> Ids {
+        Ids {
+            batches,
+            current: None,
+            at: 0,
+        }
+    }
+
+    /// Whether the next id is `id` (a null id is no id), None at the end.
+    async fn next_is(&mut self, id: &str) -> Result<Option<bool>> {
+        loop {
+            if let Some(c) = &self.current {
+                if self.at < c.len() {
+                    let ids = c.as_string::<i32>();
+                    let same = ids.is_valid(self.at) && ids.value(self.at) == id;
+                    self.at += 1;
+                    return Ok(Some(same));
+                }
+            }
+            match self.batches.next().await {
+                Some(b) => {
+                    self.current = Some(ids_of(&b?)?);
+                    self.at = 0;
+                }
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 /// The `label` column of a batch of a label job.
@@ -151,4 +276,113 @@ pub async fn labelled(
         y.extend(labels(b)?);
     }
     Ok((batches, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use futures::TryStreamExt;
+
+    /// Each row as its values joined by commas.
+    fn render(batches: &[RecordBatch]) -> Vec<String> {
+        use arrow::util::display::array_value_to_string;
+        let mut out = Vec::new();
+        for b in batches {
+            for i in 0..b.num_rows() {
+                let cells: Vec<String> = b
+                    .columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, i).unwrap())
+                    .collect();
+                out.push(cells.join(","));
+            }
+        }
+        out
+    }
+
+    /// A stored snapshot of ids `a`..`f` (values 1..6) in two batches, in `dir`.
+    async fn snapshot(dir: &str) -> (Scratch, Stored) {
+        let dir = std::env::temp_dir().join(format!("flywheel-{dir}-{}", std::process::id()));
+        let cfg = Config {
+            scratch: Some(dir.display().to_string()),
+            ..Config::default()
+        };
+        let scratch = Scratch::open(&cfg, "t").unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(ID, DataType::Utf8, false),
+            Field::new("v", DataType::Int32, false),
+        ]));
+        let batch = |ids: &[&str], v: std::ops::Range<i32>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(ids.to_vec())),
+                    Arc::new(Int32Array::from_iter_values(v)),
+                ],
+            )
+            .unwrap()
+        };
+        let mut w =
+            crate::engine::StoredWriter::create(&scratch, "snap.parquet", schema.clone()).unwrap();
+        w.write(&batch(&["a", "b", "c"], 1..4)).await.unwrap();
+        w.write(&batch(&["d", "e", "f"], 4..7)).await.unwrap();
+        (scratch.clone(), w.finish().await.unwrap())
+    }
+
+    /// The label job's rows select the snapshot's rows of their ids, in order, with their labels:
+    /// the features read back are those of the selected customers (a batch with none is left
+    /// out), whatever columns are asked for.
+    #[tokio::test]
+    async fn a_labelled_set_is_the_snapshots_rows_of_the_label_jobs_ids() {
+        let (scratch, features) = snapshot("labelled").await;
+        let ctx = SessionContext::new();
+        features.register(&ctx, SNAPSHOT).unwrap();
+        let sql = "SELECT customer_id, v % 2 = 0 AS label FROM snapshot_features \
+                   WHERE customer_id IN ('b', 'c', 'f') ORDER BY customer_id";
+        let set = select_labelled(&ctx, sql, features).await.unwrap();
+        assert_eq!(set.y, [true, false, true]);
+        let rows: Vec<RecordBatch> = set
+            .rows
+            .batches(None)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(render(&rows), ["b,2", "c,3", "f,6"]);
+        let only_v: Vec<RecordBatch> = set
+            .rows
+            .batches(Some(&["v"]))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(render(&only_v), ["2", "3", "6"]);
+        scratch.remove().await;
+    }
+
+    /// A label job whose ids are not the snapshot's, in its order, is an error, not shifted labels.
+    #[tokio::test]
+    async fn label_job_rows_out_of_the_snapshots_order_are_an_error() {
+        let (scratch, features) = snapshot("misordered").await;
+        let ctx = SessionContext::new();
+        features.register(&ctx, SNAPSHOT).unwrap();
+        for sql in [
+            "SELECT customer_id, true AS label FROM snapshot_features ORDER BY customer_id DESC",
+            "SELECT 'x' AS customer_id, true AS label",
+        ] {
+            let err = select_labelled(&ctx, sql, features.clone())
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                err.to_string().contains("not the snapshot's"),
+                "{sql}: {err}"
+            );
+        }
+        scratch.remove().await;
+    }
 }
