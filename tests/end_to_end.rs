@@ -20,7 +20,7 @@ const DATE: &str = "2026-06-01";
 /// tests kill on purpose leaves its scratch folder there, not in the machine's /tmp).
 fn flywheel_command() -> Command {
     static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let scratch = SCRATCH.get_or_init(|| common::tempdir("scratch"));
+    let scratch = SCRATCH.get_or_init(|| common::tempdir("scratch").keep());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
     cmd.env("FLYWHEEL_SCRATCH", scratch);
     cmd
@@ -2119,7 +2119,14 @@ fn a_commit_stopped_at_any_step_leaves_whole_tables_and_is_finished_next() {
             DATE,
             new_in.to_str().unwrap(),
             out.to_str().unwrap(),
-            &[("FLYWHEEL_COMMIT_KILL_AFTER", k.to_string())],
+            &[
+                ("FLYWHEEL_COMMIT_KILL_AFTER", k.to_string()),
+                // The killed run's scratch folder stays behind: in this test's folder.
+                (
+                    "FLYWHEEL_SCRATCH",
+                    dir.join("scratch").display().to_string(),
+                ),
+            ],
         );
         if killed.status.success() {
             // Past the commit's last step: it ran through.
@@ -2388,6 +2395,11 @@ fn s3_commits_survive_crashes_and_store_outages() {
         let url = format!("s3://crash/{prefix}");
         let mut kill_env = env.clone();
         kill_env.push(("FLYWHEEL_COMMIT_KILL_AFTER", k.to_string()));
+        // The killed run's scratch folder stays behind: in this test's folder.
+        kill_env.push((
+            "FLYWHEEL_SCRATCH",
+            dir.join("scratch").display().to_string(),
+        ));
         let killed = run_at(DATE, new_in, &url, &kill_env);
         if killed.status.success() {
             assert!(k > 20, "the commit has only {k} steps?");

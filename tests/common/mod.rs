@@ -18,15 +18,53 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A fresh temporary directory below the target dir (kept on failure for inspection).
-pub fn tempdir(name: &str) -> PathBuf {
+/// A fresh temporary directory (the system's temporary directory, or `CARGO_TARGET_TMPDIR`),
+/// removed when the test ends well and kept when it fails, for inspection (a failing test
+/// panics, and the directory is dropped while it unwinds).
+pub fn tempdir(name: &str) -> TempDir {
     let base = std::env::var("CARGO_TARGET_TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
     let dir = base.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(Some(dir))
+}
+
+/// A test's temporary directory: see [`tempdir`].
+pub struct TempDir(Option<PathBuf>);
+
+impl TempDir {
+    /// The directory, never removed (e.g. one shared by every test of a binary).
+    #[allow(dead_code)]
+    pub fn keep(mut self) -> PathBuf {
+        self.0.take().unwrap()
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            if std::thread::panicking() {
+                eprintln!("kept for inspection: {}", dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
 }
 
 /// Convert `<case>/inputs/<table>.csv` into `<dir>/<table>/part-0.parquet` typed by the contract.
