@@ -5,6 +5,8 @@
 --           int_referral_generations.
 -- Contract: data-contracts/customer_features.odcs.yaml
 -- Output:   customer_features/dt=D/
+-- Engine:   keep_join_order (the figures are the joins' build sides, the customers stream
+--           through: see the joins below)
 -- Time:     only events with timestamp < as_of count (the job is also evaluated at earlier
 --           snapshots to train the models, so it filters by ${as_of} itself). W = the 365 days
 --           before as_of; "days since" = floor((as_of - t) / 86,400 s). 86400000000000 = 1 day in ns.
@@ -100,11 +102,19 @@ final AS (
            c.social_shares_90d,
            c.marketing_consent,
            c.referral_tracking_opt_out
-    FROM customers c
-    LEFT JOIN visit_stats v ON v.customer_id = c.customer_id
-    LEFT JOIN nps_stats n ON n.customer_id = c.customer_id
-    LEFT JOIN share_stats s ON s.customer_id = c.customer_id
-    LEFT JOIN conversion_stats r ON r.customer_id = c.customer_id
-    LEFT JOIN int_referral_generations g ON g.customer_id = c.customer_id
+    -- Every customer, with each figure where it has one. Written as right joins nested to the
+    -- right so that the customers' wide rows are what streams through the joins (the probe
+    -- side) and each figure table is a join's build side: a left join builds on its left side,
+    -- which would hold the customers' rows once per join (at 10M, GBs).
+    FROM int_referral_generations g
+    RIGHT JOIN (conversion_stats r
+        RIGHT JOIN (share_stats s
+            RIGHT JOIN (nps_stats n
+                RIGHT JOIN (visit_stats v
+                    RIGHT JOIN customers c ON v.customer_id = c.customer_id)
+                ON n.customer_id = c.customer_id)
+            ON s.customer_id = c.customer_id)
+        ON r.customer_id = c.customer_id)
+    ON g.customer_id = c.customer_id
 )
 SELECT * FROM final ORDER BY customer_id

@@ -51,6 +51,18 @@ impl Job {
     pub fn publish(&self) -> bool {
         self.layer == Layer::Published
     }
+
+    /// Whether the job's header asks the engine to keep its joins' inputs as written
+    /// (`-- Engine:   keep_join_order`, then why): DataFusion otherwise swaps a hash join's inputs to
+    /// build on the side its statistics call smaller, and a figure aggregated from a log has no
+    /// size it can compare, so a join chain onto the customers built on the wide customer rows.
+    pub fn keeps_join_order(&self) -> bool {
+        self.sql
+            .lines()
+            .take_while(|l| l.starts_with("--"))
+            .filter_map(|l| l.trim_start_matches("--").trim().strip_prefix("Engine:"))
+            .any(|v| v.split_whitespace().next() == Some("keep_join_order"))
+    }
 }
 
 /// The band edges of the KPI tables (`sql/int_kpi_bands.sql`), which the report draws too.
@@ -259,6 +271,28 @@ pub fn bind(job: &Job, params: &BTreeMap<String, String>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `-- Engine:   keep_join_order` in a job's header (not in its body) keeps its joins as
+    /// written; customer_features asks for it, the other jobs do not.
+    #[test]
+    fn a_jobs_header_can_keep_its_join_order() {
+        let job = |sql: &str| Job {
+            name: "x".into(),
+            sql: sql.into(),
+            layer: Layer::Intermediate,
+            reads: BTreeSet::new(),
+        };
+        assert!(job("-- x\n-- Engine:   keep_join_order (why)\nSELECT 1").keeps_join_order());
+        assert!(!job("-- x\n-- Engine:   keep_join_orders\nSELECT 1").keeps_join_order());
+        assert!(!job("-- x\nSELECT 1\n-- Engine: keep_join_order").keeps_join_order());
+        let keeping: Vec<String> = all_jobs()
+            .unwrap()
+            .into_iter()
+            .filter(Job::keeps_join_order)
+            .map(|j| j.name)
+            .collect();
+        assert_eq!(keeping, ["customer_features"]);
+    }
 
     #[test]
     fn jobs_come_after_what_they_read() {

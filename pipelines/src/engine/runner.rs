@@ -65,18 +65,26 @@ pub fn params(cfg: &Config, run_date: &RunDate) -> BTreeMap<String, String> {
 /// A profiling aid: FLYWHEEL_EXPLAIN=referrals,rules:visits prints those queries' EXPLAIN ANALYZE
 /// (per-operator rows and times) to stderr; the query then runs twice.
 pub async fn explain_if_asked(ctx: &SessionContext, name: &str, sql: &str) -> Result<()> {
-    if std::env::var("FLYWHEEL_EXPLAIN").is_ok_and(|v| v.split(',').any(|j| j.trim() == name)) {
-        let plan = ctx
-            .sql(&format!("EXPLAIN ANALYZE {sql}"))
-            .await?
-            .collect()
-            .await?;
+    if explaining(name) {
+        explain_plan_if_asked(name, &ctx.sql(sql).await?).await?;
+    }
+    Ok(())
+}
+
+/// [`explain_if_asked`] of a planned query (with the session settings it was planned with).
+pub async fn explain_plan_if_asked(name: &str, df: &DataFrame) -> Result<()> {
+    if explaining(name) {
+        let plan = df.clone().explain(false, true)?.collect().await?;
         eprintln!(
             "EXPLAIN ANALYZE {name}\n{}",
             arrow::util::pretty::pretty_format_batches(&plan)?
         );
     }
     Ok(())
+}
+
+fn explaining(name: &str) -> bool {
+    std::env::var("FLYWHEEL_EXPLAIN").is_ok_and(|v| v.split(',').any(|j| j.trim() == name))
 }
 
 /// The tables jobs computed: held in memory (small tables Rust reads), or stored in the scratch
@@ -203,8 +211,15 @@ async fn run_job(
         .sql(sql)
         .await
         .map_err(|e| FlywheelError::internal(format!("sql/{}.sql does not plan: {e}", job.name)))?;
+    let df = if job.keeps_join_order() {
+        let (mut state, plan) = df.into_parts();
+        state.config_mut().options_mut().optimizer.join_reordering = false;
+        DataFrame::new(state, plan)
+    } else {
+        df
+    };
     let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    explain_if_asked(ctx, &job.name, sql).await?;
+    explain_plan_if_asked(&job.name, &df).await?;
     if let Some(scratch) = release.spills(job) {
         let stored = spill(ctx, df, scratch, &job.name).await?;
         tables.stored.insert(job.name.clone(), stored);
