@@ -170,12 +170,8 @@ fn smallest(hashes: &[u64], limit: usize) -> (Vec<bool>, Option<(u64, usize)>) {
 async fn for_each_id(set: &Labelled, mut f: impl FnMut(&str)) -> Result<()> {
     let mut ids = set.rows.batches(Some(&["customer_id"])).await?;
     while let Some(b) = ids.next().await {
-        let b = b?;
-        let ids = b
-            .column_by_name("customer_id")
-            .ok_or_else(|| FlywheelError::internal("a training set has no customer_id"))?;
-        let ids = arrow::compute::cast(ids, &arrow::datatypes::DataType::Utf8)?;
-        ids.as_string::<i32>()
+        super::training_set::ids_of(&b?)?
+            .as_string::<i32>()
             .iter()
             .for_each(|id| f(id.unwrap_or_default()));
     }

@@ -167,23 +167,9 @@ async fn select_labelled(ctx: &SessionContext, sql: &str, features: Stored) -> R
     while let Some(b) = job.next().await {
         let b = b?;
         y.extend(labels(&b)?);
-        let ids = ids_of(&b)?;
-        for id in ids.as_string::<i32>().iter() {
+        for id in ids_of(&b)?.as_string::<i32>().iter() {
             let id = id.ok_or_else(|| FlywheelError::internal("a label job gave a null id"))?;
-            loop {
-                match snapshot.next_is(id).await? {
-                    Some(true) => {
-                        keep.push(true);
-                        break;
-                    }
-                    Some(false) => keep.push(false),
-                    None => {
-                        return Err(FlywheelError::internal(
-                            "a label job's ids are not the snapshot's, in its order",
-                        ))
-                    }
-                }
-            }
+            snapshot.mark_through(id, &mut keep).await?;
         }
     }
     keep.resize(total, false);
@@ -199,11 +185,11 @@ async fn select_labelled(ctx: &SessionContext, sql: &str, features: Stored) -> R
 /// The id column.
 const ID: &str = "customer_id";
 
-/// The customer_id column of a batch, as text.
-fn ids_of(b: &RecordBatch) -> Result<arrow::array::ArrayRef> {
+/// The customer_id column of a batch (of a label job or a training set), as text.
+pub(crate) fn ids_of(b: &RecordBatch) -> Result<arrow::array::ArrayRef> {
     let ids = b
         .column_by_name(ID)
-        .ok_or_else(|| FlywheelError::internal("a label job's rows have no customer_id"))?;
+        .ok_or_else(|| FlywheelError::internal("training rows without a customer_id"))?;
     Ok(arrow::compute::cast(
         ids,
         &arrow::datatypes::DataType::Utf8,
@@ -226,23 +212,26 @@ impl Ids {
         }
     }
 
-    /// Whether the next id is `id` (a null id is no id), None at the end.
-    async fn next_is(&mut self, id: &str) -> Result<Option<bool>> {
+    /// Mark in `keep` the snapshot's rows up to the one of `id`: false for each row before it,
+    /// true for its own. The snapshot ending first means the label job's ids are not the
+    /// snapshot's, in its order.
+    async fn mark_through(&mut self, id: &str, keep: &mut Vec<bool>) -> Result<()> {
         loop {
-            if let Some(c) = &self.current {
-                if self.at < c.len() {
-                    let ids = c.as_string::<i32>();
-                    let same = ids.is_valid(self.at) && ids.value(self.at) == id;
-                    self.at += 1;
-                    return Ok(Some(same));
-                }
-            }
-            match self.batches.next().await {
-                Some(b) => {
-                    self.current = Some(ids_of(&b?)?);
-                    self.at = 0;
-                }
-                None => return Ok(None),
+            let Some(c) = self.current.as_ref().filter(|c| self.at < c.len()) else {
+                let Some(b) = self.batches.next().await else {
+                    return Err(FlywheelError::internal(
+                        "a label job's ids are not the snapshot's, in its order",
+                    ));
+                };
+                (self.current, self.at) = (Some(ids_of(&b?)?), 0);
+                continue;
+            };
+            let ids = c.as_string::<i32>();
+            let same = ids.is_valid(self.at) && ids.value(self.at) == id;
+            self.at += 1;
+            keep.push(same);
+            if same {
+                return Ok(());
             }
         }
     }
@@ -285,11 +274,19 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use futures::TryStreamExt;
 
-    /// Each row as its values joined by commas.
-    fn render(batches: &[RecordBatch]) -> Vec<String> {
+    /// The set's rows read back (`columns`: only those), each as its values joined by commas.
+    async fn read(set: &Labelled, columns: Option<&[&str]>) -> Vec<String> {
         use arrow::util::display::array_value_to_string;
+        let batches: Vec<RecordBatch> = set
+            .rows
+            .batches(columns)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         let mut out = Vec::new();
-        for b in batches {
+        for b in &batches {
             for i in 0..b.num_rows() {
                 let cells: Vec<String> = b
                     .columns()
@@ -343,24 +340,8 @@ mod tests {
                    WHERE customer_id IN ('b', 'c', 'f') ORDER BY customer_id";
         let set = select_labelled(&ctx, sql, features).await.unwrap();
         assert_eq!(set.y, [true, false, true]);
-        let rows: Vec<RecordBatch> = set
-            .rows
-            .batches(None)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(render(&rows), ["b,2", "c,3", "f,6"]);
-        let only_v: Vec<RecordBatch> = set
-            .rows
-            .batches(Some(&["v"]))
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(render(&only_v), ["2", "3", "6"]);
+        assert_eq!(read(&set, None).await, ["b,2", "c,3", "f,6"]);
+        assert_eq!(read(&set, Some(&["v"])).await, ["2", "3", "6"]);
         scratch.remove().await;
     }
 
