@@ -16,7 +16,9 @@ use crate::engine::{params, run_jobs, session, Release, RunDate, Scratch, Stages
 use crate::error::{FlywheelError, Result};
 use crate::steps::ingest::{self, CheckedInputs};
 use crate::steps::presenting::{self, lineage, metrics, report};
-use crate::steps::publishing::{self, commit, earlier, ledger, lock, Manifest, Publisher};
+use crate::steps::publishing::{
+    self, commit, earlier, ledger, lock, EarlyStaging, Manifest, Publisher,
+};
 use crate::steps::scoring::{self, registry, ModelFile, Registry, Target};
 use crate::storage::{self, Root};
 
@@ -269,32 +271,59 @@ async fn run_locked(
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
     let champions = (&models, &registry);
+    // The stored published tables are staged as their jobs finish (publishing::early); a run
+    // that fails before its commit stops that and removes its staging folder.
+    let mut early = EarlyStaging::new(output.clone(), &run_id, cfg.target_partitions)?;
     let computed = compute(
         &ctx,
         (cfg, scratch),
         &run_date,
         output,
         champions,
-        &mut stages,
+        (&mut stages, &mut early),
     )
-    .await?;
+    .await;
+    let computed = match computed {
+        Ok(computed) => computed,
+        Err(e) => {
+            early.abort().await;
+            return Err(e);
+        }
+    };
     let tables = computed.tables;
     notes.data.extend(cycle_warning(computed.cycles));
     let t = stages.start();
-    let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
-    let tables = tables.held;
-    publishing::check(&ctx, &outputs).await?;
-    let report_file = report_file(&run_date, &tables, &models, &validated.checks, &notes.data);
     let mut publisher = Publisher::new(output.clone(), &run_id, &run_date);
-    let staged =
-        publishing::stage(&mut publisher, &outputs, report_file, cfg.target_partitions).await;
+    let staged = async {
+        let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
+        publishing::check(&ctx, &outputs).await?;
+        let report_file = report_file(
+            &run_date,
+            &tables.held,
+            &models,
+            &validated.checks,
+            &notes.data,
+        );
+        let partitions = cfg.target_partitions;
+        publishing::stage(
+            &mut publisher,
+            &outputs,
+            report_file,
+            partitions,
+            &mut early,
+        )
+        .await
+    }
+    .await;
     let published = match staged {
         Ok(published) => published,
         Err(e) => {
+            early.abort().await;
             publisher.abort().await;
             return Err(e);
         }
     };
+    let tables = tables.held;
     stages.done("stage_outputs", t);
     let manifest = Manifest {
         schema_version: ledger::SCHEMA_VERSION,
@@ -443,12 +472,12 @@ async fn compute(
     run_date: &RunDate,
     output: &Root,
     models: Champions<'_>,
-    stages: &mut Stages,
+    (stages, early): (&mut Stages, &mut EarlyStaging),
 ) -> Result<Computed> {
     let p = params(cfg, run_date);
     let jobs = catalog::nightly_jobs()?;
-    let (early, late) = catalog::split_at_scores(jobs);
-    let ordered: Vec<Job> = early.iter().chain(&late).cloned().collect();
+    let (before_scores, late) = catalog::split_at_scores(jobs);
+    let ordered: Vec<Job> = before_scores.iter().chain(&late).cloned().collect();
     let due = due_outcomes(cfg, run_date, output).await?;
     let mut keep = vec![GENERATIONS, catalog::KPI_BANDS];
     if !due.is_empty() {
@@ -460,7 +489,18 @@ async fn compute(
     let t = stages.start();
     register_earlier(ctx, cfg, output, run_date).await?;
     stages.done("earlier_outputs", t);
-    run_jobs(ctx, &early, &p, stages, &mut tables, &release).await?;
+    for job in &before_scores {
+        run_jobs(
+            ctx,
+            std::slice::from_ref(job),
+            &p,
+            stages,
+            &mut tables,
+            &release,
+        )
+        .await?;
+        early.offer(&tables.stored);
+    }
     let cycles = cycles(ctx).await?;
 
     let t = stages.start();
@@ -476,9 +516,21 @@ async fn compute(
     );
     scratch.register(ctx, catalog::SCORES, &scores.rel, scores.schema.clone())?;
     tables.stored.insert(catalog::SCORES.to_string(), scores);
+    early.offer(&tables.stored);
     stages.done("score", t);
 
-    run_jobs(ctx, &late, &p, stages, &mut tables, &release).await?;
+    for job in &late {
+        run_jobs(
+            ctx,
+            std::slice::from_ref(job),
+            &p,
+            stages,
+            &mut tables,
+            &release,
+        )
+        .await?;
+        early.offer(&tables.stored);
+    }
 
     let t = stages.start();
     let outcomes = outcomes(ctx, cfg, output, models, &due).await?;

@@ -11,7 +11,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use datafusion::prelude::SessionContext;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::contracts::{self, Contract, Publication, Role};
 use crate::engine::{encode, RunDate, Stored, Table, Tables};
@@ -19,11 +19,13 @@ use crate::error::{FlywheelError, Result};
 
 pub mod commit;
 pub mod earlier;
+pub mod early;
 pub mod ledger;
 pub mod lock;
 pub mod manifest;
 pub mod publisher;
 
+pub use early::EarlyStaging;
 pub use manifest::{Manifest, PublishedTable};
 pub use publisher::{PublishedFile, Publisher};
 
@@ -248,13 +250,21 @@ impl FileLayout {
 
 /// Encode and stage `outputs` and the report (nothing published is touched). Returns the
 /// tables for the manifest. Held tables are encoded on the partitions' threads at once; stored
-/// tables stream from the scratch area into their staged files.
+/// tables stream from the scratch area into their staged files through `early` (most of them
+/// were started while the jobs ran), and are recorded here in output order.
 pub async fn stage(
     publisher: &mut Publisher,
     outputs: &[Output],
     (report_folder, report): (String, Bytes),
     partitions: usize,
+    early: &mut EarlyStaging,
 ) -> Result<Vec<PublishedTable>> {
+    early.open_up();
+    for o in outputs {
+        if let Content::Stored(s) = &o.table {
+            early.offer(&BTreeMap::from([(o.contract.table.clone(), s.clone())]));
+        }
+    }
     // What analysts read: the files without the partition column, instants in microseconds.
     let held: Vec<Table> = outputs
         .iter()
@@ -272,7 +282,6 @@ pub async fn stage(
     )?;
     let mut encoded = encoded.into_iter();
     let mut published = Vec::new();
-    let mut stored = Vec::new();
     for o in outputs {
         let rows = o.table.rows();
         // The CRM file keeps every column (dt included) and lives apart from the Parquet
@@ -297,9 +306,14 @@ pub async fn stage(
                 }
             }
             Content::Stored(s) => {
-                // Reserved now, written below with the other stored tables at once.
-                let csv = (csv_folder.as_str(), csv_file.as_str());
-                stored.push(reserve_stored(publisher, o, s, csv));
+                let written = early.take(&o.contract.table, s).await?;
+                let targets = [
+                    (o.folder.as_str(), "part-00000.parquet"),
+                    (csv_folder.as_str(), csv_file.as_str()),
+                ];
+                for (file, target) in written.into_iter().zip(targets) {
+                    publisher.adopt(target, file.staged, file.rows, file.bytes);
+                }
             }
         }
         published.push(PublishedTable {
@@ -309,46 +323,23 @@ pub async fn stage(
             contract: format!("data-contracts/{}.odcs.yaml", o.contract.table),
         });
     }
-    // Each stored table streams from the scratch area through its checks into its staged
-    // file(s) on a task of its own, as many at once as the session has partitions.
-    for written in crate::parallel::spawn_ordered(stored, partitions).await? {
-        for (slot, rows, bytes) in written {
-            publisher.fill(slot, rows, bytes);
-        }
-    }
     publisher
         .stage(&report_folder, "index.html", report, None)
         .await?;
     Ok(published)
 }
 
-/// Reserve the staged files of the stored table `s` of output `o` (its Parquet file, and its CRM
-/// file at `csv` when it has one); returns the job that writes them.
-fn reserve_stored(
-    publisher: &mut Publisher,
-    o: &Output,
-    s: &Stored,
-    csv: (&str, &str),
-) -> futures::future::BoxFuture<'static, Result<Vec<(publisher::Slot, u64, u64)>>> {
-    let parquet = publisher.reserve((&o.folder, "part-00000.parquet"));
-    let csv = o.publication.crm_csv.then(|| publisher.reserve(csv));
-    let root = publisher.root().clone();
-    let (contract, partition) = (o.contract.clone(), o.publication.partition.clone());
-    let table = s.clone();
-    async move { write_stored(&root, &contract, &table, &partition, parquet, csv).await }.boxed()
-}
-
-/// Write the stored `table` into its reserved staged Parquet file, checked against the
+/// Write the stored `table` into the staged Parquet file `parquet`, checked against the
 /// contract's columns as it goes (and a second pass for a unique column whose hashes repeat),
-/// and into its CRM CSV file when it has one. Returns each file's slot, rows and bytes.
+/// and into the CRM CSV file `csv` when it has one. Returns each file's rows and bytes.
 async fn write_stored(
     root: &crate::storage::Root,
     contract: &Contract,
     table: &Stored,
     partition: &str,
-    parquet: publisher::Slot,
-    csv: Option<publisher::Slot>,
-) -> Result<Vec<(publisher::Slot, u64, u64)>> {
+    parquet: &str,
+    csv: Option<&str>,
+) -> Result<Vec<(u64, u64)>> {
     let mut check = contract.output_check(&table.schema)?;
     let layout = FileLayout::of(&table.schema, partition);
     let laid_out = table.batches(None).await?.map(|b| {
@@ -357,14 +348,12 @@ async fn write_stored(
         layout.batch(&b)
     });
     let (rows, bytes) =
-        publisher::write_parquet(root, &parquet.staged, layout.schema.clone(), laid_out).await?;
+        publisher::write_parquet(root, parquet, layout.schema.clone(), laid_out).await?;
     check_repeats(contract, table, check.finish()?).await?;
-    let mut written = vec![(parquet, rows, bytes)];
-    if let Some(slot) = csv {
+    let mut written = vec![(rows, bytes)];
+    if let Some(staged) = csv {
         let batches = table.batches(None).await?;
-        let (rows, bytes) =
-            publisher::write_csv(root, &slot.staged, table.schema.clone(), batches).await?;
-        written.push((slot, rows, bytes));
+        written.push(publisher::write_csv(root, staged, table.schema.clone(), batches).await?);
     }
     Ok(written)
 }

@@ -66,22 +66,10 @@ impl Publisher {
         Ok(())
     }
 
-    /// Reserve the next staged file for `<folder>/<file>`, to be written by someone else (files
-    /// written at once keep the staged names and the manifest order of one after another).
-    pub fn reserve(&mut self, target: (&str, &str)) -> Slot {
-        let staged = self.next_staged(target.1);
-        self.record(staged.clone(), target, None, 0);
-        Slot {
-            index: self.staged.len() - 1,
-            staged,
-        }
-    }
-
-    /// The reserved file `slot` is written: `rows` rows in `bytes` bytes.
-    pub fn fill(&mut self, slot: Slot, rows: u64, bytes: u64) {
-        let s = &mut self.staged[slot.index];
-        s.rows = Some(rows);
-        s.bytes = bytes;
+    /// Record the file another writer staged at `staged` (below the run's staging folder) as
+    /// `<folder>/<file>`, after the files staged so far.
+    pub fn adopt(&mut self, target: (&str, &str), staged: String, rows: u64, bytes: u64) {
+        self.record(staged, target, Some(rows), bytes);
     }
 
     /// The output root the files are staged in.
@@ -182,12 +170,6 @@ impl Publisher {
     }
 }
 
-/// A staged file reserved by [`Publisher::reserve`]: where to write it.
-pub struct Slot {
-    index: usize,
-    pub staged: String,
-}
-
 /// Write a Parquet file at `staged` below `root` from `batches` as they come (the same settings
 /// and bytes as [`encode::parquet_bytes`] of the same batches); returns its rows and bytes.
 pub async fn write_parquet(
@@ -285,16 +267,16 @@ mod tests {
         for (k, table) in [batches.clone(), vec![]].into_iter().enumerate() {
             let stream = || futures::stream::iter(table.clone().into_iter().map(Ok));
             let file = format!("t{k}");
-            let slot = publisher.reserve(("f", &format!("{file}.csv")));
-            let (rows, bytes) = write_csv(&root, &slot.staged, schema.clone(), stream())
+            let staged = format!("{}/early-{file}.csv", commit::staging("test-run"));
+            let (rows, bytes) = write_csv(&root, &staged, schema.clone(), stream())
                 .await
                 .unwrap();
-            publisher.fill(slot, rows, bytes);
-            let slot = publisher.reserve(("f", &format!("{file}.parquet")));
-            let (rows, bytes) = write_parquet(&root, &slot.staged, schema.clone(), stream())
+            publisher.adopt(("f", &format!("{file}.csv")), staged, rows, bytes);
+            let staged = format!("{}/early-{file}.parquet", commit::staging("test-run"));
+            let (rows, bytes) = write_parquet(&root, &staged, schema.clone(), stream())
                 .await
                 .unwrap();
-            publisher.fill(slot, rows, bytes);
+            publisher.adopt(("f", &format!("{file}.parquet")), staged, rows, bytes);
             let csv = csv_bytes(&schema, &table).unwrap();
             let parquet = parquet_bytes(&schema, &table).unwrap();
             let staged: Vec<String> = publisher.staged.iter().map(|s| s.staged.clone()).collect();
