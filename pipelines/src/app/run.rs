@@ -283,42 +283,25 @@ async fn run_locked(
         (&mut stages, &mut early),
     )
     .await;
-    let computed = match computed {
-        Ok(computed) => computed,
-        Err(e) => {
-            early.abort().await;
-            return Err(e);
-        }
-    };
+    let computed = early.unless_failed(computed).await?;
     let tables = computed.tables;
     notes.data.extend(cycle_warning(computed.cycles));
     let t = stages.start();
     let mut publisher = Publisher::new(output.clone(), &run_id, &run_date);
-    let staged = async {
-        let outputs = publishing::outputs(&tables, &validated.rejects, &run_date)?;
-        publishing::check(&ctx, &outputs).await?;
-        let report_file = report_file(
-            &run_date,
-            &tables.held,
-            &models,
-            &validated.checks,
-            &notes.data,
-        );
-        let partitions = cfg.target_partitions;
-        publishing::stage(
-            &mut publisher,
-            &outputs,
-            report_file,
-            partitions,
-            &mut early,
-        )
-        .await
-    }
+    let report = (&models, notes.data.as_slice());
+    let staged = stage_outputs(
+        &ctx,
+        &run_date,
+        &tables,
+        &validated,
+        report,
+        cfg.target_partitions,
+        (&mut publisher, &mut early),
+    )
     .await;
-    let published = match staged {
+    let published = match early.unless_failed(staged).await {
         Ok(published) => published,
         Err(e) => {
-            early.abort().await;
             publisher.abort().await;
             return Err(e);
         }
@@ -355,6 +338,48 @@ async fn run_locked(
         manifest_path,
         tables,
     })
+}
+
+/// Check every output and stage it with the report (see `publishing`); the stored tables were
+/// started by `early` as their jobs finished.
+async fn stage_outputs(
+    ctx: &SessionContext,
+    run_date: &RunDate,
+    tables: &Tables,
+    validated: &ingest::ValidatedInputs,
+    (models, warnings): (&BTreeMap<Target, ModelFile>, &[String]),
+    partitions: usize,
+    (publisher, early): (&mut Publisher, &mut EarlyStaging),
+) -> Result<Vec<publishing::PublishedTable>> {
+    let outputs = publishing::outputs(tables, &validated.rejects, run_date)?;
+    publishing::check(ctx, &outputs).await?;
+    let report = report_file(run_date, &tables.held, models, &validated.checks, warnings);
+    publishing::stage(publisher, &outputs, report, partitions, early).await
+}
+
+/// Run `jobs` one after another, offering each table stored to `early` staging once its job
+/// is done.
+async fn run_offering(
+    ctx: &SessionContext,
+    jobs: &[Job],
+    params: &BTreeMap<String, String>,
+    (stages, early): (&mut Stages, &mut EarlyStaging),
+    tables: &mut Tables,
+    release: &Release,
+) -> Result<()> {
+    for job in jobs {
+        run_jobs(
+            ctx,
+            std::slice::from_ref(job),
+            params,
+            stages,
+            tables,
+            release,
+        )
+        .await?;
+        early.offer(&tables.stored);
+    }
+    Ok(())
 }
 
 /// Stage the manifest and commit everything staged; returns the manifest's URL.
@@ -489,18 +514,8 @@ async fn compute(
     let t = stages.start();
     register_earlier(ctx, cfg, output, run_date).await?;
     stages.done("earlier_outputs", t);
-    for job in &before_scores {
-        run_jobs(
-            ctx,
-            std::slice::from_ref(job),
-            &p,
-            stages,
-            &mut tables,
-            &release,
-        )
-        .await?;
-        early.offer(&tables.stored);
-    }
+    let staging = (&mut *stages, &mut *early);
+    run_offering(ctx, &before_scores, &p, staging, &mut tables, &release).await?;
     let cycles = cycles(ctx).await?;
 
     let t = stages.start();
@@ -519,18 +534,7 @@ async fn compute(
     early.offer(&tables.stored);
     stages.done("score", t);
 
-    for job in &late {
-        run_jobs(
-            ctx,
-            std::slice::from_ref(job),
-            &p,
-            stages,
-            &mut tables,
-            &release,
-        )
-        .await?;
-        early.offer(&tables.stored);
-    }
+    run_offering(ctx, &late, &p, (stages, early), &mut tables, &release).await?;
 
     let t = stages.start();
     let outcomes = outcomes(ctx, cfg, output, models, &due).await?;

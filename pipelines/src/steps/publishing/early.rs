@@ -102,9 +102,18 @@ impl EarlyStaging {
             .map_err(|e| FlywheelError::internal(format!("staging {table} failed: {e}")))?
     }
 
-    /// Stop every task and remove the run's staging folder (a run that fails before its
-    /// commit publishes nothing). Bounded in time, as [`super::Publisher::abort`].
-    pub async fn abort(mut self) {
+    /// `result`, after stopping every task and removing the run's staging folder when it is an
+    /// error (a run that fails before its commit publishes nothing).
+    pub async fn unless_failed<T>(&mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    /// Stop every task and remove the run's staging folder. Bounded in time, as
+    /// [`super::Publisher::abort`].
+    pub async fn abort(&mut self) {
         let tasks = std::mem::take(&mut self.started);
         for task in tasks.values() {
             task.abort();
