@@ -270,43 +270,21 @@ async fn run_locked(
     stages.done("load_and_validate_inputs", t);
     ingest::enforce_reject_share(&validated.checks, cfg.max_reject_share)?;
 
-    let champions = (&models, &registry);
-    // The stored published tables are staged as their jobs finish (publishing::early); a run
-    // that fails before its commit stops that and removes its staging folder.
+    // The stored published tables are staged as their jobs finish; a run that fails before
+    // its commit stops that and removes its staging folder, the publisher's files included.
     let mut early = EarlyStaging::new(output.clone(), &run_id, cfg.target_partitions)?;
-    let computed = compute(
-        &ctx,
-        (cfg, scratch),
-        &run_date,
-        output,
-        champions,
-        (&mut stages, &mut early),
-    )
-    .await;
+    let champions = (&models, &registry);
+    let staging = (&mut stages, &mut early);
+    let computed = compute(&ctx, (cfg, scratch), &run_date, output, champions, staging).await;
     let computed = early.unless_failed(computed).await?;
     let tables = computed.tables;
     notes.data.extend(cycle_warning(computed.cycles));
     let t = stages.start();
     let mut publisher = Publisher::new(output.clone(), &run_id, &run_date);
     let report = (&models, notes.data.as_slice());
-    let staged = stage_outputs(
-        &ctx,
-        &run_date,
-        &tables,
-        &validated,
-        report,
-        cfg.target_partitions,
-        (&mut publisher, &mut early),
-    )
-    .await;
-    let published = match early.unless_failed(staged).await {
-        Ok(published) => published,
-        Err(e) => {
-            publisher.abort().await;
-            return Err(e);
-        }
-    };
-    let tables = tables.held;
+    let staging = (&mut publisher, &mut early);
+    let staged = stage_outputs(&ctx, cfg, &run_date, &tables, &validated, report, staging).await;
+    let published = early.unless_failed(staged).await?;
     stages.done("stage_outputs", t);
     let manifest = Manifest {
         schema_version: ledger::SCHEMA_VERSION,
@@ -336,7 +314,7 @@ async fn run_locked(
     Ok(RunReport {
         manifest,
         manifest_path,
-        tables,
+        tables: tables.held,
     })
 }
 
@@ -344,13 +322,14 @@ async fn run_locked(
 /// started by `early` as their jobs finished.
 async fn stage_outputs(
     ctx: &SessionContext,
+    cfg: &Config,
     run_date: &RunDate,
     tables: &Tables,
     validated: &ingest::ValidatedInputs,
     (models, warnings): (&BTreeMap<Target, ModelFile>, &[String]),
-    partitions: usize,
     (publisher, early): (&mut Publisher, &mut EarlyStaging),
 ) -> Result<Vec<publishing::PublishedTable>> {
+    let partitions = cfg.target_partitions;
     let outputs = publishing::outputs(tables, &validated.rejects, run_date)?;
     publishing::check(ctx, &outputs).await?;
     let report = report_file(run_date, &tables.held, models, &validated.checks, warnings);

@@ -145,7 +145,7 @@ impl EarlyStaging {
         let name = contract.table.clone();
         let parquet = format!("{staging}/early-{name}.parquet");
         let csv = csv.then(|| format!("{staging}/early-{name}.csv"));
-        tokio::spawn(async move {
+        let task = async move {
             let _turn = at_once
                 .acquire_owned()
                 .await
@@ -174,7 +174,9 @@ impl EarlyStaging {
                     bytes,
                 })
                 .collect())
-        })
+        };
+        // In the run's span, so that its log lines carry the run id.
+        tokio::spawn(tracing::Instrument::in_current_span(task))
     }
 }
 
