@@ -41,7 +41,9 @@ pub struct EarlyStaging {
     published: BTreeMap<String, (Contract, bool)>,
     started: BTreeMap<String, JoinHandle<Result<Vec<Written>>>>,
     at_once: Arc<Semaphore>,
+    /// How many tables may be staged at once once the jobs are done.
     partitions: usize,
+    opened: bool,
 }
 
 impl EarlyStaging {
@@ -64,6 +66,7 @@ impl EarlyStaging {
             started: BTreeMap::new(),
             at_once: Arc::new(Semaphore::new(1)),
             partitions: partitions.max(1),
+            opened: false,
         })
     }
 
@@ -82,10 +85,9 @@ impl EarlyStaging {
     /// From now on stage as many tables at once as the session has partitions (the jobs are
     /// done: publishing is all that is left).
     pub fn open_up(&mut self) {
-        let more = self.partitions - 1;
-        if more > 0 {
-            self.at_once.add_permits(more);
-            self.partitions = 1;
+        if !self.opened {
+            self.at_once.add_permits(self.partitions - 1);
+            self.opened = true;
         }
     }
 
