@@ -71,7 +71,7 @@ impl EarlyStaging {
     }
 
     /// Start staging every published table of `stored` not started yet.
-    pub fn offer(&mut self, stored: &BTreeMap<String, Stored>) {
+    pub fn offer<'a>(&mut self, stored: impl IntoIterator<Item = (&'a String, &'a Stored)>) {
         for (name, table) in stored {
             if !self.started.contains_key(name) {
                 if let Some((contract, csv)) = self.published.get(name) {
@@ -92,13 +92,12 @@ impl EarlyStaging {
     }
 
     /// The staged files of `table` (its Parquet file, then its CRM file when it has one), once
-    /// written; `stored` is its rows, staged now when they were not offered before.
-    pub async fn take(&mut self, table: &str, stored: &Stored) -> Result<Vec<Written>> {
-        if !self.started.contains_key(table) {
-            self.offer(&BTreeMap::from([(table.to_string(), stored.clone())]));
-        }
+    /// written; an error when it was not offered (or is not a published stored table).
+    pub async fn take(&mut self, table: &str) -> Result<Vec<Written>> {
         let task = self.started.remove(table).ok_or_else(|| {
-            FlywheelError::internal(format!("{table} is not a published stored table"))
+            FlywheelError::internal(format!(
+                "{table} was not staged: not a published stored table"
+            ))
         })?;
         task.await
             .map_err(|e| FlywheelError::internal(format!("staging {table} failed: {e}")))?
@@ -113,8 +112,8 @@ impl EarlyStaging {
         result
     }
 
-    /// Stop every task and remove the run's staging folder. Bounded in time, as
-    /// [`super::Publisher::abort`].
+    /// Stop every task and remove the run's staging folder
+    /// ([`super::publisher::remove_staging`]).
     pub async fn abort(&mut self) {
         let tasks = std::mem::take(&mut self.started);
         for task in tasks.values() {
@@ -123,17 +122,7 @@ impl EarlyStaging {
         for (_, task) in tasks {
             let _ = task.await;
         }
-        let staging = commit::staging(&self.run_id);
-        let removal = self.root.delete_prefix(&staging);
-        match tokio::time::timeout(crate::storage::CLEANUP_DEADLINE, removal).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not remove the staging folder of a failed run; the next run removes it")
-            }
-            Err(_) => {
-                tracing::warn!(staging = %staging, "the store did not answer while removing the staging folder of a failed run; the next run removes it")
-            }
-        }
+        super::publisher::remove_staging(&self.root, &self.run_id).await;
     }
 
     fn spawn(
@@ -240,17 +229,15 @@ mod tests {
         let (_, broken) = stored(&scratch, "referrer_rewards", 1).await;
 
         let mut early = EarlyStaging::new(output.clone(), "run-1", 2).unwrap();
-        early.offer(&BTreeMap::from([(
+        let (fine, breaking) = (
             "referred_vs_other".to_string(),
-            empty.clone(),
-        )]));
+            "referrer_rewards".to_string(),
+        );
+        early.offer([(&fine, &empty), (&breaking, &broken)]);
         // Not a published table of its own folder: never staged early.
-        early.offer(&BTreeMap::from([(
-            "int_referrals".to_string(),
-            empty.clone(),
-        )]));
+        early.offer(&BTreeMap::from([("int_referrals".to_string(), empty)]));
         early.open_up();
-        let written = early.take("referred_vs_other", &empty).await.unwrap();
+        let written = early.take("referred_vs_other").await.unwrap();
         assert_eq!(written.len(), 1);
         let file = &written[0];
         assert_eq!(
@@ -267,9 +254,9 @@ mod tests {
         assert_eq!(staged, expected);
         assert_eq!(file.bytes, expected.len() as u64);
 
-        let err = early.take("referrer_rewards", &broken).await.unwrap_err();
+        let err = early.take("referrer_rewards").await.unwrap_err();
         assert!(err.to_string().contains("referrer_rewards"), "{err}");
-        assert!(early.take("int_referrals", &empty).await.is_err());
+        assert!(early.take("int_referrals").await.is_err());
 
         early.abort().await;
         assert!(output.list("_staging").await.unwrap().is_empty());

@@ -260,11 +260,10 @@ pub async fn stage(
     early: &mut EarlyStaging,
 ) -> Result<Vec<PublishedTable>> {
     early.open_up();
-    for o in outputs {
-        if let Content::Stored(s) = &o.table {
-            early.offer(&BTreeMap::from([(o.contract.table.clone(), s.clone())]));
-        }
-    }
+    early.offer(outputs.iter().filter_map(|o| match &o.table {
+        Content::Stored(s) => Some((&o.contract.table, s)),
+        Content::Held(_) => None,
+    }));
     // What analysts read: the files without the partition column, instants in microseconds.
     let held: Vec<Table> = outputs
         .iter()
@@ -305,8 +304,8 @@ pub async fn stage(
                         .await?;
                 }
             }
-            Content::Stored(s) => {
-                let written = early.take(&o.contract.table, s).await?;
+            Content::Stored(_) => {
+                let written = early.take(&o.contract.table).await?;
                 let targets = [
                     (o.folder.as_str(), "part-00000.parquet"),
                     (csv_folder.as_str(), csv_file.as_str()),

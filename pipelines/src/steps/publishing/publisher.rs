@@ -153,19 +153,24 @@ impl Publisher {
         commit::execute(&self.root, &journal).await
     }
 
-    /// Remove whatever was staged (a run that fails before its commit publishes nothing). Bounded
-    /// in time: a store that does not answer leaves the staging to the next run's clean-up.
+    /// Remove whatever was staged (a run that fails before its commit publishes nothing).
     pub async fn abort(self) {
-        let staging = commit::staging(&self.run_id);
-        let removal = self.root.delete_prefix(&staging);
-        match tokio::time::timeout(crate::storage::CLEANUP_DEADLINE, removal).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not remove the staging folder of a failed run; the next run removes it")
-            }
-            Err(_) => {
-                tracing::warn!(staging = %staging, "the store did not answer while removing the staging folder of a failed run; the next run removes it")
-            }
+        remove_staging(&self.root, &self.run_id).await;
+    }
+}
+
+/// Remove the staging folder of the run `run_id` below `root`. Bounded in time: a store that
+/// does not answer leaves the staging to the next run's clean-up.
+pub async fn remove_staging(root: &Root, run_id: &str) {
+    let staging = commit::staging(run_id);
+    let removal = root.delete_prefix(&staging);
+    match tokio::time::timeout(crate::storage::CLEANUP_DEADLINE, removal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not remove the staging folder of a failed run; the next run removes it")
+        }
+        Err(_) => {
+            tracing::warn!(staging = %staging, "the store did not answer while removing the staging folder of a failed run; the next run removes it")
         }
     }
 }
