@@ -12,16 +12,29 @@
 --           no marketing consent, tracking opt-out, or listed on a run date in
 --           [D - candidate_cooldown_days, D).
 WITH
-scored AS (
-    SELECT f.customer_id, f.service_center_id, f.advisor_id, s.p_refer, f.nps_last, f.visits_365d,
-           f.referrals_converted_total, f.community_member, f.social_shares_90d,
-           f.marketing_consent, f.referral_tracking_opt_out,
+-- Every scored customer's rank in its center, on narrow rows (id, center, p_refer): one sort of
+-- every customer, without the columns only the few listed rows need. center_scored counts the
+-- center's scored customers (the count over the scored partition; an unscored customer's count
+-- is never read: it cannot be a model candidate).
+ranked AS (
+    SELECT f.customer_id, s.p_refer,
            CASE WHEN s.p_refer IS NULL THEN NULL ELSE
                ROW_NUMBER() OVER (PARTITION BY f.service_center_id, s.p_refer IS NULL
                                   ORDER BY s.p_refer DESC, f.customer_id) END AS center_rank,
-           COUNT(s.p_refer) OVER (PARTITION BY f.service_center_id) AS center_scored
+           COUNT(s.p_refer) OVER (PARTITION BY f.service_center_id, s.p_refer IS NULL) AS center_scored
     FROM customer_features f
     JOIN customer_scores s ON s.customer_id = f.customer_id
+),
+-- Only customers who can be listed: both routes need a last NPS >= 9 and >= 2 visits in W, and
+-- no one without consent or with a tracking opt-out is listed.
+scored AS (
+    SELECT f.customer_id, f.service_center_id, f.advisor_id, r.p_refer, f.nps_last, f.visits_365d,
+           f.referrals_converted_total, f.community_member, f.social_shares_90d,
+           f.marketing_consent, f.referral_tracking_opt_out, r.center_rank, r.center_scored
+    FROM customer_features f
+    JOIN ranked r ON r.customer_id = f.customer_id
+    WHERE f.nps_last >= 9 AND f.visits_365d >= 2
+      AND f.marketing_consent AND NOT f.referral_tracking_opt_out
 ),
 judged AS (
     SELECT *,
