@@ -1,7 +1,8 @@
 -- int_referral_generations (intermediate: not published)
 -- Grain:    one row per accepted CRM customer.
 -- Inputs:   crm_customers (accepted rows).
--- Contract: none (internal); consumed by referral_attribution and customer_features.
+-- Contract: none (internal); consumed by int_signup_facts and customer_features.
+-- Order:    none. Its readers look customers up in it by customer_id (joins) or count it.
 -- Rule (domain.md, Referral attribution): generation(c) = 1 when referred_by is null or names no
 -- accepted CRM customer, else 1 + generation(referred_by). Customers on a referred_by cycle, or
 -- whose chain reaches one, are never reached by the recursion and get a null generation.
@@ -27,4 +28,4 @@ final AS (
     FROM crm_customers c
     LEFT JOIN chain g ON g.customer_id = c.customer_id
 )
-SELECT * FROM final ORDER BY customer_id
+SELECT * FROM final
