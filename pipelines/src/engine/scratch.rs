@@ -142,19 +142,28 @@ impl Scratch {
     /// A writer of the scratch folder `dir` (a table of several files, registered by the
     /// folder) that puts the rows of each value of the text column `column` into a file of
     /// their own, in the order they come: a scan filtered on that column skips the other files
-    /// by their statistics instead of decoding every row.
+    /// by their statistics instead of decoding every row. The text columns `also_pruned` keep
+    /// their statistics too (min/max and null counts), for a scan that filters on them: a file
+    /// of a value whose rows all have them null is skipped by `IS NOT NULL`.
     pub fn clustered_writer(
         &self,
         dir: &str,
         schema: SchemaRef,
         column: &str,
+        also_pruned: &[&str],
     ) -> Result<ClusteredSink> {
         let index = schema.index_of(column)?;
+        let mut kept = vec![column.to_string()];
+        for name in also_pruned {
+            schema.index_of(name)?;
+            kept.push(name.to_string());
+        }
         Ok(ClusteredSink {
             scratch: self.clone(),
             dir: dir.trim_end_matches('/').to_string(),
             schema,
             index,
+            kept,
             files: BTreeMap::new(),
         })
     }
@@ -224,6 +233,8 @@ pub struct ClusteredSink {
     dir: String,
     schema: SchemaRef,
     index: usize,
+    /// The text columns whose statistics are kept: the clustering column and the others pruned.
+    kept: Vec<String>,
     files: BTreeMap<Option<String>, ParquetSink>,
 }
 
@@ -252,12 +263,13 @@ impl ClusteredSink {
         Ok(())
     }
 
-    /// The file `stem` of the folder, with the statistics of the clustering column.
+    /// The file `stem` of the folder, with the statistics of the clustering column and of the
+    /// other columns pruned.
     fn open(&self, stem: &str) -> Result<ParquetSink> {
         let rel = format!("{}/{stem}.parquet", self.dir);
-        let column = self.schema.field(self.index).name().as_str();
+        let kept: Vec<&str> = self.kept.iter().map(String::as_str).collect();
         self.scratch
-            .writer_with_text_statistics(&rel, self.schema.clone(), &[column])
+            .writer_with_text_statistics(&rel, self.schema.clone(), &kept)
     }
 
     /// Finish every file; returns the folder (with a trailing `/`, as [`Scratch::register`]
@@ -381,7 +393,7 @@ mod tests {
             Field::new("id", DataType::Int64, false),
         ]));
         let mut sink = scratch
-            .clustered_writer("x", schema.clone(), "kind")
+            .clustered_writer("x", schema.clone(), "kind", &[])
             .unwrap();
         let b1 = batch(
             &schema,
@@ -438,11 +450,103 @@ mod tests {
         );
 
         let empty = scratch
-            .clustered_writer("y", schema.clone(), "kind")
+            .clustered_writer("y", schema.clone(), "kind", &[])
             .unwrap();
         assert_eq!(empty.finish().await.unwrap(), ("y/".to_string(), 0));
         scratch.register(&ctx, "y", "y/", schema).unwrap();
         assert!(ids("SELECT id FROM y").await.is_empty());
+        scratch.remove().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    /// The files of a clustered table keep the statistics (min/max and null counts) of the
+    /// clustering column and of the columns named as pruned too, and of no other text column:
+    /// the null counts let `IS NOT NULL` skip a value's file where the column is always null.
+    #[tokio::test]
+    async fn a_clustered_table_keeps_the_statistics_of_the_pruned_columns_only() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = std::env::temp_dir().join(format!("flywheel-pruned-{}", std::process::id()));
+        let cfg = Config {
+            scratch: Some(dir.display().to_string()),
+            ..Config::default()
+        };
+        let scratch = Scratch::open(&cfg, "t").unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Utf8, true),
+            Field::new("referee", DataType::Utf8, true),
+            Field::new("note", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["share", "reward", "share"])),
+                Arc::new(StringArray::from(vec![None, Some("c9"), None])),
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let mut sink = scratch
+            .clustered_writer("z", schema.clone(), "kind", &["referee"])
+            .unwrap();
+        sink.write(&rows).await.unwrap();
+        sink.finish().await.unwrap();
+        assert!(scratch
+            .clustered_writer("w", schema.clone(), "kind", &["absent"])
+            .is_err());
+
+        let mut files = vec![];
+        let mut folders = vec![dir.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        assert_eq!(files.len(), 2);
+        // (column, has statistics, null count) of each file, shares first.
+        let mut seen = vec![];
+        for file in files.iter().rev() {
+            let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+            let group = reader.metadata().row_group(0);
+            let columns: Vec<(String, bool, Option<u64>)> = group
+                .columns()
+                .iter()
+                .map(|c| {
+                    let stats = c.statistics();
+                    (
+                        c.column_path().string(),
+                        stats.is_some_and(|s| s.min_bytes_opt().is_some()),
+                        stats.and_then(|s| s.null_count_opt()),
+                    )
+                })
+                .collect();
+            seen.push(columns);
+        }
+        let column =
+            |name: &str, min_max: bool, nulls: Option<u64>| (name.to_string(), min_max, nulls);
+        assert_eq!(
+            seen,
+            [
+                vec![
+                    column("kind", true, Some(0)),
+                    column("referee", false, Some(2)),
+                    column("note", false, None),
+                    column("id", true, Some(0)),
+                ],
+                vec![
+                    column("kind", true, Some(0)),
+                    column("referee", true, Some(0)),
+                    column("note", false, None),
+                    column("id", true, Some(0)),
+                ],
+            ]
+        );
         scratch.remove().await;
         let _ = std::fs::remove_dir_all(dir);
     }
