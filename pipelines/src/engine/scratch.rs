@@ -463,7 +463,6 @@ mod tests {
     /// the null counts let `IS NOT NULL` skip a value's file where the column is always null.
     #[tokio::test]
     async fn a_clustered_table_keeps_the_statistics_of_the_pruned_columns_only() {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
         let dir = std::env::temp_dir().join(format!("flywheel-pruned-{}", std::process::id()));
         let cfg = Config {
             scratch: Some(dir.display().to_string()),
@@ -495,39 +494,11 @@ mod tests {
             .clustered_writer("w", schema.clone(), "kind", &["absent"])
             .is_err());
 
-        let mut files = vec![];
-        let mut folders = vec![dir.clone()];
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(folder).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    folders.push(path);
-                } else if path.extension().is_some_and(|e| e == "parquet") {
-                    files.push(path);
-                }
-            }
-        }
-        files.sort();
-        assert_eq!(files.len(), 2);
-        // (column, has statistics, null count) of each file, shares first.
-        let mut seen = vec![];
-        for file in files.iter().rev() {
-            let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
-            let group = reader.metadata().row_group(0);
-            let columns: Vec<(String, bool, Option<u64>)> = group
-                .columns()
-                .iter()
-                .map(|c| {
-                    let stats = c.statistics();
-                    (
-                        c.column_path().string(),
-                        stats.is_some_and(|s| s.min_bytes_opt().is_some()),
-                        stats.and_then(|s| s.null_count_opt()),
-                    )
-                })
-                .collect();
-            seen.push(columns);
-        }
+        let seen: Vec<_> = parquet_files(&dir)
+            .iter()
+            .rev()
+            .map(|f| column_statistics(f.as_path()))
+            .collect();
         let column =
             |name: &str, min_max: bool, nulls: Option<u64>| (name.to_string(), min_max, nulls);
         assert_eq!(
@@ -549,5 +520,42 @@ mod tests {
         );
         scratch.remove().await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The Parquet files under `dir`, sorted by path.
+    fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = vec![];
+        let mut folders = vec![dir.to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// (column, has min/max, null count) of each column of the first row group of `file`.
+    fn column_statistics(file: &std::path::Path) -> Vec<(String, bool, Option<u64>)> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|c| {
+                let stats = c.statistics();
+                (
+                    c.column_path().string(),
+                    stats.is_some_and(|s| s.min_bytes_opt().is_some()),
+                    stats.and_then(|s| s.null_count_opt()),
+                )
+            })
+            .collect()
     }
 }
