@@ -112,9 +112,10 @@ impl Scratch {
         self.writer_with_text_statistics(rel, schema, &[])
     }
 
-    /// [`Scratch::writer`], with min/max statistics of the text columns `kept` only: computing
-    /// them compares every value (a tenth of validating the inputs), and only a column that a
-    /// scan filters and that is clustered (the files of a [`ClusteredSink`]) prunes by them.
+    /// [`Scratch::writer`], with statistics of the text columns `kept` only: computing them
+    /// compares every value (a tenth of validating the inputs), and only a column that a scan
+    /// filters and whose values a file sets apart (the files of a [`ClusteredSink`]: the
+    /// clustering column, and a column null on every row of some values) prunes by them.
     /// Numbers and timestamps keep theirs (cheap, and the as_of filter prunes by them).
     fn writer_with_text_statistics(
         &self,
@@ -335,6 +336,20 @@ fn file_stem(value: Option<&str>) -> String {
 }
 
 #[cfg(test)]
+impl Scratch {
+    /// For tests: a scratch area in the folder `flywheel-{name}-{pid}` of the system's temporary
+    /// folder, and that folder (for the test to remove).
+    pub(crate) fn in_temp_dir(name: &str) -> (std::path::PathBuf, Scratch) {
+        let dir = std::env::temp_dir().join(format!("flywheel-{name}-{}", std::process::id()));
+        let cfg = Config {
+            scratch: Some(dir.display().to_string()),
+            ..Config::default()
+        };
+        (dir, Scratch::open(&cfg, "t").unwrap())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::Int64Array;
@@ -382,12 +397,7 @@ mod tests {
     /// reads back as one table: every row once, and a filter on the column sees only its file.
     #[tokio::test]
     async fn a_clustered_table_keeps_every_row_and_each_value_in_its_own_file() {
-        let dir = std::env::temp_dir().join(format!("flywheel-clustered-{}", std::process::id()));
-        let cfg = Config {
-            scratch: Some(dir.display().to_string()),
-            ..Config::default()
-        };
-        let scratch = Scratch::open(&cfg, "t").unwrap();
+        let (dir, scratch) = Scratch::in_temp_dir("clustered");
         let schema = Arc::new(Schema::new(vec![
             Field::new("kind", DataType::Utf8, true),
             Field::new("id", DataType::Int64, false),
@@ -458,17 +468,13 @@ mod tests {
         scratch.remove().await;
         let _ = std::fs::remove_dir_all(dir);
     }
+
     /// The files of a clustered table keep the statistics (min/max and null counts) of the
     /// clustering column and of the columns named as pruned too, and of no other text column:
     /// the null counts let `IS NOT NULL` skip a value's file where the column is always null.
     #[tokio::test]
     async fn a_clustered_table_keeps_the_statistics_of_the_pruned_columns_only() {
-        let dir = std::env::temp_dir().join(format!("flywheel-pruned-{}", std::process::id()));
-        let cfg = Config {
-            scratch: Some(dir.display().to_string()),
-            ..Config::default()
-        };
-        let scratch = Scratch::open(&cfg, "t").unwrap();
+        let (dir, scratch) = Scratch::in_temp_dir("pruned");
         let schema = Arc::new(Schema::new(vec![
             Field::new("kind", DataType::Utf8, true),
             Field::new("referee", DataType::Utf8, true),
@@ -494,11 +500,12 @@ mod tests {
             .clustered_writer("w", schema.clone(), "kind", &["absent"])
             .is_err());
 
-        let seen: Vec<_> = parquet_files(&dir)
-            .iter()
-            .rev()
-            .map(|f| column_statistics(f.as_path()))
-            .collect();
+        // The files of the folder, sorted by path (the rewards', then the shares').
+        let mut seen = vec![];
+        for file in scratch.root.list("z").await.unwrap().iter().rev() {
+            let bytes = scratch.root.get(&file.path).await.unwrap().unwrap();
+            seen.push(column_statistics(bytes));
+        }
         let column =
             |name: &str, min_max: bool, nulls: Option<u64>| (name.to_string(), min_max, nulls);
         assert_eq!(
@@ -522,28 +529,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// The Parquet files under `dir`, sorted by path.
-    fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut files = vec![];
-        let mut folders = vec![dir.to_path_buf()];
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(folder).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    folders.push(path);
-                } else if path.extension().is_some_and(|e| e == "parquet") {
-                    files.push(path);
-                }
-            }
-        }
-        files.sort();
-        files
-    }
-
-    /// (column, has min/max, null count) of each column of the first row group of `file`.
-    fn column_statistics(file: &std::path::Path) -> Vec<(String, bool, Option<u64>)> {
+    /// (column, has min/max, null count) of each column of the first row group of the Parquet
+    /// file `bytes`.
+    fn column_statistics(bytes: bytes::Bytes) -> Vec<(String, bool, Option<u64>)> {
         use parquet::file::reader::{FileReader, SerializedFileReader};
-        let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+        let reader = SerializedFileReader::new(bytes).unwrap();
         let group = reader.metadata().row_group(0);
         group
             .columns()

@@ -301,12 +301,7 @@ mod tests {
 
     /// A stored snapshot of ids `a`..`f` (values 1..6) in two batches, in `dir`.
     async fn snapshot(dir: &str) -> (Scratch, Stored) {
-        let dir = std::env::temp_dir().join(format!("flywheel-{dir}-{}", std::process::id()));
-        let cfg = Config {
-            scratch: Some(dir.display().to_string()),
-            ..Config::default()
-        };
-        let scratch = Scratch::open(&cfg, "t").unwrap();
+        let (_, scratch) = Scratch::in_temp_dir(dir);
         let schema = Arc::new(Schema::new(vec![
             Field::new(ID, DataType::Utf8, false),
             Field::new("v", DataType::Int32, false),
