@@ -35,7 +35,7 @@ pub struct Drift {
 }
 
 /// The drift figures of the run, counted batch by batch while scoring: each batch of
-/// customer_features at the run date with its scores ([`DriftCounts::add`]), then the PSI of
+/// customer_features at the run date with its scores ([`count_batch`], [`DriftCounts::add`]), then the PSI of
 /// every count against the champion's reference ([`DriftCounts::finish`]).
 pub struct DriftCounts<'m> {
     models: Vec<Counted<'m>>,
@@ -75,37 +75,18 @@ impl<'m> DriftCounts<'m> {
         DriftCounts { models: counted }
     }
 
-    /// Count one batch of customer_features and its scores (`p_refer`, `p_churn`: one per row).
-    pub fn add(
-        &mut self,
-        features: &RecordBatch,
-        p_refer: &[Option<f64>],
-        p_churn: &[Option<f64>],
-    ) -> Result<()> {
-        let batch = std::slice::from_ref(features);
-        for m in &mut self.models {
-            let mask = m.target.population(features)?;
-            m.rows += mask.iter().filter(|k| **k).count() as i64;
-            let scores = match m.target {
-                Target::Refer => p_refer,
-                Target::Churn => p_churn,
+    /// Add the counts of one batch ([`count_batch`]; batches may be counted on other threads and
+    /// added in any order: the counts are sums).
+    pub fn add(&mut self, batch: BatchCounts) {
+        for (target, rows, counts) in batch.0 {
+            let Some(m) = self.models.iter_mut().find(|m| m.target == target) else {
+                continue;
             };
-            for (reference, counts) in m.model.drift_reference.iter().zip(&mut m.counts) {
-                let values = if reference.variable == SCORE_VARIABLE {
-                    scores.iter().map(|p| p.map(Value::Number)).collect()
-                } else {
-                    column_values(batch, &reference.variable)?
-                };
-                let values: Vec<Option<Value>> = values
-                    .into_iter()
-                    .zip(&mask)
-                    .filter(|(_, k)| **k)
-                    .map(|(v, _)| v)
-                    .collect();
-                reference.count(&values, counts);
+            m.rows += rows;
+            for (total, part) in m.counts.iter_mut().zip(counts) {
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
             }
         }
-        Ok(())
     }
 
     /// The figures, per champion and reference variable; a drifted score is a warning.
@@ -139,6 +120,52 @@ impl<'m> DriftCounts<'m> {
         }
         out
     }
+}
+
+/// The drift counts of one batch: per champion with a drift reference, its population's rows
+/// and, per reference variable, the rows per bin.
+pub struct BatchCounts(Vec<(Target, i64, Vec<Vec<u64>>)>);
+
+/// Count one batch of customer_features and its scores (`p_refer`, `p_churn`: one per row) for
+/// every champion in `models` with a drift reference.
+pub fn count_batch(
+    models: &BTreeMap<Target, ModelFile>,
+    features: &RecordBatch,
+    p_refer: &[Option<f64>],
+    p_churn: &[Option<f64>],
+) -> Result<BatchCounts> {
+    let batch = std::slice::from_ref(features);
+    let mut out = Vec::new();
+    for (target, model) in models {
+        if model.drift_reference.is_empty() {
+            continue;
+        }
+        let mask = target.population(features)?;
+        let rows = mask.iter().filter(|k| **k).count() as i64;
+        let scores = match target {
+            Target::Refer => p_refer,
+            Target::Churn => p_churn,
+        };
+        let mut all = Vec::with_capacity(model.drift_reference.len());
+        for reference in &model.drift_reference {
+            let values = if reference.variable == SCORE_VARIABLE {
+                scores.iter().map(|p| p.map(Value::Number)).collect()
+            } else {
+                column_values(batch, &reference.variable)?
+            };
+            let values: Vec<Option<Value>> = values
+                .into_iter()
+                .zip(&mask)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| v)
+                .collect();
+            let mut counts = reference.no_counts();
+            reference.count(&values, &mut counts);
+            all.push(counts);
+        }
+        out.push((*target, rows, all));
+    }
+    Ok(BatchCounts(out))
 }
 
 /// The figures as the published table (its contract's schema).

@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::SchemaRef;
 use flywheel_models::{deciles_by, ModelFile};
 
-use super::drift::{Drift, DriftCounts};
+use super::drift::{count_batch, BatchCounts, Drift, DriftCounts};
 use super::reasons::{reasons_into, Described};
 use super::target::{model_features, Target};
 use crate::engine::catalog::SCORES;
@@ -29,25 +29,33 @@ pub fn scores_schema() -> Result<SchemaRef> {
 /// the features, and count the drift figures on the way. A target without a model gets null
 /// scores. Two passes over the features, neither holding them: the probabilities first (a decile
 /// ranks every customer, so it needs them all: 8 bytes a customer and target, and the ids), then
-/// the scores with their reasons and deciles, written batch by batch.
+/// the scores with their reasons and deciles, written batch by batch. In each pass a group of
+/// batches is worked on the threads while the group before it is taken in (and written) and the
+/// next one read: [`Overlapped`].
 pub async fn score(
     features: &Stored,
     models: &BTreeMap<Target, ModelFile>,
     partitions: usize,
     scratch: &Scratch,
 ) -> Result<(Stored, Vec<Drift>)> {
+    let shared = Arc::new(models.clone());
     let (mut p_refer, mut p_churn, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     let mut drift = DriftCounts::new(models);
     let read = first_pass_columns(models);
     let read: Vec<&str> = read.iter().map(String::as_str).collect();
     let mut batches = features.batches(Some(&read)).await?;
-    while let Some(group) = next_group(&mut batches, partitions).await? {
-        let parts = crate::parallel::map_ordered(&group, partitions, |b| probabilities(models, b))?;
-        for (b, (refer, churn)) in group.iter().zip(parts) {
-            drift.add(b, &refer, &churn)?;
-            ids.push(column(b, "customer_id")?.clone());
+    let mut work = Overlapped::new(partitions, shared.clone(), first_pass);
+    loop {
+        let group = next_group(&mut batches, partitions).await?;
+        let last = group.is_none();
+        for (id, refer, churn, counts) in work.next(group).await?.into_iter().flatten() {
+            drift.add(counts);
+            ids.push(id);
             p_refer.extend(refer);
             p_churn.extend(churn);
+        }
+        if last {
+            break;
         }
     }
     let ids: Vec<&dyn arrow::array::Array> = ids.iter().map(|a| a.as_ref()).collect();
@@ -62,6 +70,29 @@ pub async fn score(
         .map_err(|_| FlywheelError::internal("two rankings expected"))?;
     drop((p_refer, p_churn));
 
+    let scores = write_scores(
+        features,
+        shared,
+        [&refer_dec, &churn_dec],
+        partitions,
+        scratch,
+    );
+    let scores = scores.await?;
+    // Read back (published) in the pieces that give the bytes of the scores as one batch.
+    let cuts = crate::engine::encode::one_batch_cuts(scores.rows() as usize);
+    let scores = scores.cut_as(cuts)?;
+    Ok((scores, drift.finish()))
+}
+
+/// The second pass: every customer's scores, reasons and deciles (`deciles`: refer's and churn's,
+/// in the order of the features), written to the scratch area batch by batch.
+async fn write_scores(
+    features: &Stored,
+    models: Arc<BTreeMap<Target, ModelFile>>,
+    [refer_dec, churn_dec]: [&[Option<i32>]; 2],
+    partitions: usize,
+    scratch: &Scratch,
+) -> Result<Stored> {
     let versions: BTreeMap<&str, String> = models
         .iter()
         .map(|(t, f)| (t.name(), f.version.clone()))
@@ -69,10 +100,12 @@ pub async fn score(
     let schema = scores_schema()?;
     let mut out = StoredWriter::create(scratch, "tables/customer_scores.parquet", schema.clone())?;
     let mut batches = features.batches(None).await?;
+    let mut work = Overlapped::new(partitions, models.clone(), score_batch);
     let mut at = 0;
-    while let Some(group) = next_group(&mut batches, partitions).await? {
-        let parts = crate::parallel::map_ordered(&group, partitions, |b| score_batch(models, b))?;
-        for part in parts {
+    loop {
+        let group = next_group(&mut batches, partitions).await?;
+        let last = group.is_none();
+        for part in work.next(group).await?.into_iter().flatten() {
             let n = part.ids.len();
             let version = |t: &str| -> ArrayRef {
                 let v = versions.get(t).map(String::as_str);
@@ -93,12 +126,67 @@ pub async fn score(
                 .await?;
             at += n;
         }
+        if last {
+            break;
+        }
     }
-    // Read back (published) in the pieces that give the bytes of the scores as one batch.
-    let scores = out.finish().await?;
-    let cuts = crate::engine::encode::one_batch_cuts(scores.rows() as usize);
-    let scores = scores.cut_as(cuts)?;
-    Ok((scores, drift.finish()))
+    out.finish().await
+}
+
+/// The models' work on groups of batches, one group at a time on `partitions` threads (results
+/// in batch order) beside the caller: [`Overlapped::next`] starts a group and hands back the
+/// results of the group started before it, so that reading the next group and writing the last
+/// one's results overlap with the work (they were a third of the scoring stage's time, on one
+/// thread while the other waited).
+struct Overlapped<R> {
+    partitions: usize,
+    models: Arc<BTreeMap<Target, ModelFile>>,
+    work: fn(&BTreeMap<Target, ModelFile>, &RecordBatch) -> Result<R>,
+    pending: Option<tokio::task::JoinHandle<Result<Vec<R>>>>,
+}
+
+impl<R: Send + 'static> Overlapped<R> {
+    fn new(
+        partitions: usize,
+        models: Arc<BTreeMap<Target, ModelFile>>,
+        work: fn(&BTreeMap<Target, ModelFile>, &RecordBatch) -> Result<R>,
+    ) -> Self {
+        Overlapped {
+            partitions,
+            models,
+            work,
+            pending: None,
+        }
+    }
+
+    /// Start the work on `group` (None: no more groups) and return the results of the group
+    /// started before (None when there was none).
+    async fn next(&mut self, group: Option<Vec<RecordBatch>>) -> Result<Option<Vec<R>>> {
+        let started = group.map(|group| {
+            let (models, work, partitions) = (self.models.clone(), self.work, self.partitions);
+            tokio::task::spawn_blocking(move || {
+                crate::parallel::map_ordered(&group, partitions, |b| work(&models, b))
+            })
+        });
+        let done =
+            match std::mem::replace(&mut self.pending, started) {
+                Some(handle) => Some(handle.await.map_err(|e| {
+                    FlywheelError::internal(format!("a scoring task failed: {e}"))
+                })??),
+                None => None,
+            };
+        Ok(done)
+    }
+}
+
+/// The first pass over one batch: its ids, probabilities and drift counts.
+fn first_pass(
+    models: &BTreeMap<Target, ModelFile>,
+    b: &RecordBatch,
+) -> Result<(ArrayRef, Probabilities, Probabilities, BatchCounts)> {
+    let (refer, churn) = probabilities(models, b)?;
+    let counts = count_batch(models, b, &refer, &churn)?;
+    Ok((column(b, "customer_id")?.clone(), refer, churn, counts))
 }
 
 /// The columns of customer_features the first pass reads: the ids, the populations' columns,
@@ -206,4 +294,49 @@ fn scored_column(
         }
     }
     (p, reasons.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    fn first_value(_: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<i64> {
+        let v = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        if v.value(0) < 0 {
+            return Err(FlywheelError::internal("a negative batch"));
+        }
+        Ok(v.value(0))
+    }
+
+    fn batch(v: i64) -> RecordBatch {
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![v]));
+        RecordBatch::try_from_iter([("v", column)]).unwrap()
+    }
+
+    /// Each call hands back the group started by the call before, in batch order, whatever the
+    /// threads; the last group comes back with the call that starts none; an error is returned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapped_work_comes_back_one_group_late_and_in_order() {
+        for partitions in [1, 2, 3] {
+            let mut work = Overlapped::new(partitions, Arc::new(BTreeMap::new()), first_value);
+            let groups: Vec<Vec<RecordBatch>> = (0..5)
+                .map(|g| (0..7).map(|i| batch(g * 100 + i)).collect())
+                .collect();
+            let mut seen = Vec::new();
+            assert!(work.next(Some(groups[0].clone())).await.unwrap().is_none());
+            for g in groups.iter().skip(1) {
+                seen.extend(work.next(Some(g.clone())).await.unwrap().unwrap());
+            }
+            seen.extend(work.next(None).await.unwrap().unwrap());
+            assert!(work.next(None).await.unwrap().is_none());
+            let expected: Vec<i64> = (0..5)
+                .flat_map(|g| (0..7).map(move |i| g * 100 + i))
+                .collect();
+            assert_eq!(seen, expected, "{partitions} threads");
+
+            work.next(Some(vec![batch(1), batch(-1)])).await.unwrap();
+            assert!(work.next(None).await.is_err());
+        }
+    }
 }
