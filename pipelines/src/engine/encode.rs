@@ -19,13 +19,40 @@ pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Byte
         .map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
     for b in batches {
         writer
-            .write(b)
+            .write(&without_empty_null_buffers(b)?)
             .map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
     }
     writer
         .close()
         .map_err(|e| FlywheelError::internal(format!("parquet writer: {e}")))?;
     Ok(Bytes::from(buf))
+}
+
+/// `batch` with the null buffers that mark no null taken off. The Parquet writer cuts a nullable
+/// column's pages differently when a batch carries a null buffer, even one without a null; and
+/// whether an engine's batch carries one depends on the batches it was built from (a merge's
+/// `interleave` gives one when any batch it draws from has a null), which can depend on timing.
+/// Written without them, a file's bytes depend on its values and batch sizes only.
+pub fn without_empty_null_buffers(batch: &RecordBatch) -> Result<RecordBatch> {
+    if !batch
+        .columns()
+        .iter()
+        .any(|c| c.nulls().is_some_and(|n| n.null_count() == 0))
+    {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.nulls() {
+            Some(n) if n.null_count() == 0 => {
+                let data = c.to_data().into_builder().nulls(None).build()?;
+                Ok(arrow::array::make_array(data))
+            }
+            _ => Ok(c.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// Rows per row group of every Parquet file flywheel publishes or exports.
@@ -103,7 +130,7 @@ impl ParquetSink {
         self.rows += batch.num_rows() as u64;
         let shown = &self.shown;
         self.writer
-            .write(batch)
+            .write(&without_empty_null_buffers(batch)?)
             .await
             .map_err(|e| unwritable(shown, e))
     }
@@ -167,6 +194,40 @@ mod tests {
     use arrow::array::{ArrayRef, Float64Array, Int32Array};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    /// The same values in the same batches give the same bytes whether or not a batch carries a
+    /// null buffer without a null (a slice of a column with a null elsewhere carries one; the
+    /// writer cut such a column's pages differently, and `referral_attribution`'s file changed
+    /// between runs). Fails without `without_empty_null_buffers`.
+    #[test]
+    fn null_buffers_without_nulls_do_not_change_the_bytes() {
+        use arrow::array::{Array, StringArray};
+        let n: usize = 300_000;
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let whole = StringArray::from_iter(
+            (0..n).map(|i| (i != 250_000).then(|| format!("SC{:02}", (i * 7919) % 40))),
+        );
+        let batches = |with_buffers: bool| -> Vec<RecordBatch> {
+            (0..n.div_ceil(8192))
+                .map(|k| {
+                    let s = whole.slice(k * 8192, 8192.min(n - k * 8192));
+                    let a: ArrayRef = if with_buffers || s.null_count() > 0 {
+                        Arc::new(s)
+                    } else {
+                        Arc::new(StringArray::from_iter_values(s.iter().flatten()))
+                    };
+                    RecordBatch::try_new(schema.clone(), vec![a]).unwrap()
+                })
+                .collect()
+        };
+        let (with, without) = (batches(true), batches(false));
+        assert!(with[0].column(0).nulls().is_some());
+        assert!(without[0].column(0).nulls().is_none());
+        assert_eq!(
+            parquet_bytes(&schema, &with).unwrap(),
+            parquet_bytes(&schema, &without).unwrap()
+        );
+    }
 
     #[test]
     fn batches_cut_by_one_batch_cuts_encode_as_one_batch() {
