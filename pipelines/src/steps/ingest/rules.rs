@@ -342,7 +342,7 @@ impl CheckedInput {
 }
 
 /// Inputs whose valid rows are kept in one scratch file per value of a column, because the jobs
-/// read them filtered on it: `int_signup_facts` scans the signups four times and the first
+/// read them filtered on it: `int_signup_facts` scans the signups six times and the first
 /// services once, `int_referrals` the rewards, `customer_features` the shares, each a small part
 /// of the referral events (at 1M customers 1.4M signups, 0.13M first services of 8.8M events),
 /// and a scan skips the other files by their statistics instead of decoding every event. The
