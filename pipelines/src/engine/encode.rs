@@ -1,7 +1,7 @@
 //! Table encodings shared by publishing and the demo-data generator: Parquet (zstd, fixed writer
 //! settings, so the same batches always give the same bytes) and CSV for CRM imports.
 
-use arrow::array::RecordBatch;
+use arrow::array::{make_array, ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
@@ -34,22 +34,16 @@ pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Byte
 /// `interleave` gives one when any batch it draws from has a null), which can depend on timing.
 /// Written without them, a file's bytes depend on its values and batch sizes only.
 pub fn without_empty_null_buffers(batch: &RecordBatch) -> Result<RecordBatch> {
-    if !batch
-        .columns()
-        .iter()
-        .any(|c| c.nulls().is_some_and(|n| n.null_count() == 0))
-    {
+    let empty = |c: &ArrayRef| c.nulls().is_some_and(|n| n.null_count() == 0);
+    if !batch.columns().iter().any(empty) {
         return Ok(batch.clone());
     }
     let columns = batch
         .columns()
         .iter()
-        .map(|c| match c.nulls() {
-            Some(n) if n.null_count() == 0 => {
-                let data = c.to_data().into_builder().nulls(None).build()?;
-                Ok(arrow::array::make_array(data))
-            }
-            _ => Ok(c.clone()),
+        .map(|c| match empty(c) {
+            true => Ok(make_array(c.to_data().into_builder().nulls(None).build()?)),
+            false => Ok(c.clone()),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)

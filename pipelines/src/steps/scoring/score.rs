@@ -15,7 +15,7 @@ use super::drift::{count_batch, BatchCounts, Drift, DriftCounts};
 use super::reasons::{reasons_into, Described};
 use super::target::{model_features, Target};
 use crate::engine::catalog::SCORES;
-use crate::engine::stored::next_group;
+use crate::engine::stored::{next_group, Batches};
 use crate::engine::{Scratch, Stored, StoredWriter};
 use crate::error::{FlywheelError, Result};
 
@@ -45,17 +45,12 @@ pub async fn score(
     let read: Vec<&str> = read.iter().map(String::as_str).collect();
     let mut batches = features.batches(Some(&read)).await?;
     let mut work = Overlapped::new(partitions, shared.clone(), first_pass);
-    loop {
-        let group = next_group(&mut batches, partitions).await?;
-        let last = group.is_none();
-        for (id, refer, churn, counts) in work.next(group).await?.into_iter().flatten() {
+    while let Some(parts) = work.results(&mut batches).await? {
+        for (id, refer, churn, counts) in parts {
             drift.add(counts);
             ids.push(id);
             p_refer.extend(refer);
             p_churn.extend(churn);
-        }
-        if last {
-            break;
         }
     }
     let ids: Vec<&dyn arrow::array::Array> = ids.iter().map(|a| a.as_ref()).collect();
@@ -102,10 +97,8 @@ async fn write_scores(
     let mut batches = features.batches(None).await?;
     let mut work = Overlapped::new(partitions, models.clone(), score_batch);
     let mut at = 0;
-    loop {
-        let group = next_group(&mut batches, partitions).await?;
-        let last = group.is_none();
-        for part in work.next(group).await?.into_iter().flatten() {
+    while let Some(parts) = work.results(&mut batches).await? {
+        for part in parts {
             let n = part.ids.len();
             let version = |t: &str| -> ArrayRef {
                 let v = versions.get(t).map(String::as_str);
@@ -125,9 +118,6 @@ async fn write_scores(
             out.write(&RecordBatch::try_new(schema.clone(), cols)?)
                 .await?;
             at += n;
-        }
-        if last {
-            break;
         }
     }
     out.finish().await
@@ -156,6 +146,20 @@ impl<R: Send + 'static> Overlapped<R> {
             models,
             work,
             pending: None,
+        }
+    }
+
+    /// The results of the next group of `batches` ([`next_group`]), in batch order, while the
+    /// group after it is worked; None when every group has come back.
+    async fn results(&mut self, batches: &mut Batches) -> Result<Option<Vec<R>>> {
+        loop {
+            let group = next_group(batches, self.partitions).await?;
+            let last = group.is_none();
+            match self.next(group).await? {
+                Some(done) => return Ok(Some(done)),
+                None if last => return Ok(None),
+                None => {}
+            }
         }
     }
 
