@@ -52,6 +52,11 @@ impl Job {
         self.layer == Layer::Published
     }
 
+    /// How many times the job's SQL names `table` (outside comments and string literals).
+    pub fn mentions(&self, table: &str) -> usize {
+        words(&self.sql).iter().filter(|w| *w == table).count()
+    }
+
     /// Whether the job's header asks the engine to keep its joins' inputs as written
     /// (`-- Engine:   keep_join_order`, then why): DataFusion otherwise swaps a hash join's inputs to
     /// build on the side its statistics call smaller, and a figure aggregated from a log has no
@@ -221,7 +226,12 @@ fn order(mut pending: BTreeMap<String, Job>, mut done: BTreeSet<String>) -> Resu
 
 /// Identifiers outside comments and string literals.
 fn identifiers(sql: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+    words(sql).into_iter().collect()
+}
+
+/// Every identifier outside comments and string literals, in order, lowercased.
+fn words(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
     for line in sql.lines() {
         let code = line.split("--").next().unwrap_or_default();
         let mut in_string = false;
@@ -238,7 +248,7 @@ fn identifiers(sql: &str) -> BTreeSet<String> {
             if ch.is_ascii_alphanumeric() || ch == '_' {
                 word.push(ch.to_ascii_lowercase());
             } else if !word.is_empty() {
-                out.insert(std::mem::take(&mut word));
+                out.push(std::mem::take(&mut word));
             }
         }
     }
@@ -359,5 +369,18 @@ mod tests {
         let ids = identifiers("SELECT 'visits' AS x -- from visits\nFROM crm_customers");
         assert!(ids.contains("crm_customers"));
         assert!(!ids.contains("visits"));
+    }
+
+    #[test]
+    fn mentions_count_the_names_in_the_code_only() {
+        let job = Job {
+            name: "b".into(),
+            sql: "-- reads int_a\nSELECT 'int_a' FROM int_a JOIN int_a x ON TRUE -- int_a\nJOIN Int_A"
+                .into(),
+            layer: Layer::Published,
+            reads: BTreeSet::new(),
+        };
+        assert_eq!(job.mentions("int_a"), 3);
+        assert_eq!(job.mentions("b"), 0);
     }
 }
