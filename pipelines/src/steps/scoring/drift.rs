@@ -35,8 +35,8 @@ pub struct Drift {
 }
 
 /// The drift figures of the run, counted batch by batch while scoring: each batch of
-/// customer_features at the run date with its scores ([`count_batch`], [`DriftCounts::add`]), then the PSI of
-/// every count against the champion's reference ([`DriftCounts::finish`]).
+/// customer_features at the run date with its scores ([`count_batch`], [`DriftCounts::add`]),
+/// then the PSI of every count against the champion's reference ([`DriftCounts::finish`]).
 pub struct DriftCounts<'m> {
     models: Vec<Counted<'m>>,
 }

@@ -71,8 +71,8 @@ pub async fn score(
         [&refer_dec, &churn_dec],
         partitions,
         scratch,
-    );
-    let scores = scores.await?;
+    )
+    .await?;
     // Read back (published) in the pieces that give the bytes of the scores as one batch.
     let cuts = crate::engine::encode::one_batch_cuts(scores.rows() as usize);
     let scores = scores.cut_as(cuts)?;
@@ -172,14 +172,13 @@ impl<R: Send + 'static> Overlapped<R> {
                 crate::parallel::map_ordered(&group, partitions, |b| work(&models, b))
             })
         });
-        let done =
-            match std::mem::replace(&mut self.pending, started) {
-                Some(handle) => Some(handle.await.map_err(|e| {
-                    FlywheelError::internal(format!("a scoring task failed: {e}"))
-                })??),
-                None => None,
-            };
-        Ok(done)
+        let Some(before) = std::mem::replace(&mut self.pending, started) else {
+            return Ok(None);
+        };
+        let done = before
+            .await
+            .map_err(|e| FlywheelError::internal(format!("a scoring task failed: {e}")))??;
+        Ok(Some(done))
     }
 }
 
