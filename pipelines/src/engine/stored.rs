@@ -134,6 +134,11 @@ impl Stored {
 
 /// The result of `df` streamed into the scratch file `rel` as the engine produces it; `each` sees
 /// every batch on the way (e.g. to keep a column in memory).
+///
+/// The plan's last operator (a sort's merge, a projection) runs on a task of its own and hands
+/// its batches over a short channel to this one, which encodes them: at a job's end, when its
+/// partitions are done and one merge is left, the merge and the encoding run on two threads
+/// instead of taking turns on one.
 pub async fn compute(
     ctx: &datafusion::prelude::SessionContext,
     df: datafusion::prelude::DataFrame,
@@ -143,12 +148,49 @@ pub async fn compute(
     let plan = df.create_physical_plan().await?;
     let mut file = StoredWriter::create(scratch, rel, plan.schema())?;
     let mut batches = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
-    while let Some(b) = batches.next().await {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(HANDED_OVER);
+    let producer = AbortOnDrop(Some(tokio::spawn(async move {
+        while let Some(b) = batches.next().await {
+            let failed = b.is_err();
+            if tx.send(b).await.is_err() || failed {
+                break;
+            }
+        }
+    })));
+    while let Some(b) = rx.recv().await {
         let b = b?;
         each(&b)?;
         file.write(&b).await?;
     }
+    producer.finished().await?;
     file.finish().await
+}
+
+/// Batches a job's last operator may run ahead of the encoding of its stored file.
+const HANDED_OVER: usize = 4;
+
+/// A task stopped when its handle is dropped (an error of the consumer stops the producer).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Wait for the task's end: a task that panicked ended the channel early, which must not
+    /// pass for the end of the table.
+    async fn finished(mut self) -> Result<()> {
+        match self.0.take() {
+            Some(task) => task.await.map_err(|e| {
+                FlywheelError::internal(format!("a job's batches stopped coming: {e}"))
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// The next batches of `stream`, four per thread of `threads` (None at its end): the unit of
