@@ -135,10 +135,9 @@ impl Stored {
 /// The result of `df` streamed into the scratch file `rel` as the engine produces it; `each` sees
 /// every batch on the way (e.g. to keep a column in memory).
 ///
-/// The plan's last operator (a sort's merge, a projection) runs on a task of its own and hands
-/// its batches over a short channel to this one, which encodes them: at a job's end, when its
-/// partitions are done and one merge is left, the merge and the encoding run on two threads
-/// instead of taking turns on one.
+/// The plan's last operator (a sort's merge, a projection) runs on a task of its own
+/// ([`read_ahead`]) and this one encodes: at a job's end, when its partitions are done and one
+/// merge is left, the merge and the encoding run on two threads instead of taking turns on one.
 pub async fn compute(
     ctx: &datafusion::prelude::SessionContext,
     df: datafusion::prelude::DataFrame,
@@ -147,9 +146,23 @@ pub async fn compute(
 ) -> Result<Stored> {
     let plan = df.create_physical_plan().await?;
     let mut file = StoredWriter::create(scratch, rel, plan.schema())?;
-    let mut batches = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(HANDED_OVER);
-    let producer = AbortOnDrop(Some(tokio::spawn(async move {
+    let batches = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())?;
+    let mut batches = read_ahead(batches.map(|b| b.map_err(FlywheelError::from)).boxed(), 4);
+    while let Some(b) = batches.next().await {
+        let b = b?;
+        each(&b)?;
+        file.write(&b).await?;
+    }
+    file.finish().await
+}
+
+/// `batches` pulled on a task of their own, at most `ahead` batches before they are taken: the
+/// work that produces them (decoding, a plan's last operator) runs beside the work that takes
+/// them instead of between its steps. Dropping the stream stops the task; a task that panicked
+/// ends the stream with an error, never early as if the batches were all there.
+pub fn read_ahead(mut batches: Batches, ahead: usize) -> Batches {
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
+    let task = AbortOnDrop(Some(tokio::spawn(async move {
         while let Some(b) = batches.next().await {
             let failed = b.is_err();
             if tx.send(b).await.is_err() || failed {
@@ -157,29 +170,31 @@ pub async fn compute(
             }
         }
     })));
-    while let Some(b) = rx.recv().await {
-        let b = b?;
-        each(&b)?;
-        file.write(&b).await?;
-    }
-    producer.finished().await?;
-    file.finish().await
+    futures::stream::unfold(Some((rx, task)), |state| async move {
+        let (mut rx, task) = state?;
+        match rx.recv().await {
+            Some(b) => Some((b, Some((rx, task)))),
+            None => match task.finished().await {
+                Ok(()) => None,
+                Err(e) => Some((Err(e), None)),
+            },
+        }
+    })
+    .fuse()
+    .boxed()
 }
-
-/// Batches a job's last operator may run ahead of the encoding of its stored file.
-const HANDED_OVER: usize = 4;
 
 /// A task stopped when its handle is dropped (an error of the consumer stops the producer).
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
 impl AbortOnDrop {
     /// Wait for the task's end: a task that panicked ended the channel early, which must not
-    /// pass for the end of the table.
+    /// pass for the end of the batches.
     async fn finished(mut self) -> Result<()> {
         match self.0.take() {
-            Some(task) => task.await.map_err(|e| {
-                FlywheelError::internal(format!("a job's batches stopped coming: {e}"))
-            }),
+            Some(task) => task
+                .await
+                .map_err(|e| FlywheelError::internal(format!("the batches stopped coming: {e}"))),
             None => Ok(()),
         }
     }
@@ -392,5 +407,53 @@ mod tests {
         assert_eq!(all, batch(0..10));
         let mut over = Rechunk::new(&[2]);
         assert!(over.push(batch(0..3)).is_err());
+    }
+
+    /// Read ahead, the batches come in their order, an error comes through and ends them, the
+    /// stream can be asked again after its end (as `next_group` does), and a producer that
+    /// panics ends the stream with an error, not early as if every batch had come.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_read_ahead_come_in_order_and_a_failure_is_never_a_silent_end() {
+        let ten: Batches =
+            futures::stream::iter((0..10).map(|i| Ok(batch(i * 3..i * 3 + 3)))).boxed();
+        let mut ahead = read_ahead(ten, 2);
+        let mut got = Vec::new();
+        while let Some(b) = ahead.next().await {
+            got.push(b.unwrap());
+        }
+        assert!(ahead.next().await.is_none());
+        let all = arrow::compute::concat_batches(&got[0].schema(), &got).unwrap();
+        assert_eq!(all, batch(0..30));
+
+        let failing: Batches = futures::stream::iter(vec![
+            Ok(batch(0..1)),
+            Err(FlywheelError::internal("broken")),
+            Ok(batch(1..2)),
+        ])
+        .boxed();
+        let out: Vec<Result<RecordBatch>> = read_ahead(failing, 4).collect().await;
+        assert_eq!(out.len(), 2);
+        assert!(out[1]
+            .as_ref()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("broken"));
+
+        let panicking: Batches = futures::stream::iter(0..3)
+            .map(|i| {
+                assert!(i < 2, "a producer's bug");
+                Ok(batch(i..i + 1))
+            })
+            .boxed();
+        let out: Vec<Result<RecordBatch>> = read_ahead(panicking, 4).collect().await;
+        assert_eq!(out.len(), 3);
+        assert!(out[..2].iter().all(|b| b.is_ok()));
+        assert!(out[2]
+            .as_ref()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("stopped coming"));
     }
 }

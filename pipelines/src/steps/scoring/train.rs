@@ -15,7 +15,7 @@ use super::registry::Registry;
 use super::target::{feature_spec, Target};
 use super::training_set::{training_set, Labelled, Snapshots};
 use crate::config::Config;
-use crate::engine::stored::next_group;
+use crate::engine::stored::{next_group, read_ahead};
 use crate::engine::{
     catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Tables,
 };
@@ -179,10 +179,11 @@ async fn for_each_id(set: &Labelled, mut f: impl FnMut(&str)) -> Result<()> {
 }
 
 /// The probability `model` gives every row of the stored set, in order: its design matrix a
-/// few batches at a time, on two threads (row for row what one matrix of every row gives).
+/// few batches at a time, on two threads (row for row what one matrix of every row gives),
+/// while the next batches are read.
 async fn predict(model: &flywheel_models::Model, set: &Labelled) -> Result<Vec<f64>> {
     let mut p = Vec::with_capacity(set.y.len());
-    let mut rows = set.rows.batches(None).await?;
+    let mut rows = read_ahead(set.rows.batches(None).await?, 8);
     while let Some(group) = next_group(&mut rows, 2).await? {
         let parts = crate::parallel::map_ordered(&group, 2, |b| {
             Ok(model.predict(&model.preprocessor.transform(b)?))
