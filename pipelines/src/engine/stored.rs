@@ -159,7 +159,8 @@ pub async fn compute(
 /// `batches` pulled on a task of their own, at most `ahead` batches before they are taken: the
 /// work that produces them (decoding, a plan's last operator) runs beside the work that takes
 /// them instead of between its steps. Dropping the stream stops the task; a task that panicked
-/// ends the stream with an error, never early as if the batches were all there.
+/// ends the stream with an error, never early as if the batches were all there; an error ends
+/// it once the task is over.
 pub fn read_ahead(mut batches: Batches, ahead: usize) -> Batches {
     let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
     let task = AbortOnDrop(Some(tokio::spawn(async move {
@@ -173,6 +174,12 @@ pub fn read_ahead(mut batches: Batches, ahead: usize) -> Batches {
     futures::stream::unfold(Some((rx, task)), |state| async move {
         let (mut rx, task) = state?;
         match rx.recv().await {
+            // The producer stops at an error: wait until it has let go of what produced the
+            // batches (a plan's memory, which a job run again after ResourcesExhausted needs).
+            Some(Err(e)) => {
+                let _ = task.finished().await;
+                Some((Err(e), None))
+            }
             Some(b) => Some((b, Some((rx, task)))),
             None => match task.finished().await {
                 Ok(()) => None,
