@@ -30,11 +30,23 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
         .execution
         .parquet
         .schema_force_view_types = false;
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.hash_join_single_partition_threshold = COLLECT_LEFT_BYTES;
+    optimizer.hash_join_single_partition_threshold_rows = COLLECT_LEFT_ROWS;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     super::udf::register(&ctx);
     super::pick::register(&ctx);
     Ok(ctx)
 }
+
+/// A hash join whose build side the planner estimates under both limits is built once and
+/// shared by the probe side's partitions, which are then not shuffled by the join key
+/// (DataFusion's `CollectLeft`; its defaults are 1 MiB and 131,072 rows). Absolute limits: the
+/// few-hundred-thousand-row build sides of a 1M network qualify, a large network's million-row
+/// ones stay partitioned (at 2,000,000 rows the 10M run was slower: README, Performance, the
+/// eighth stop). Same tables either way.
+const COLLECT_LEFT_BYTES: usize = 64 * 1024 * 1024;
+const COLLECT_LEFT_ROWS: usize = 300_000;
 
 /// Bytes a valid input row is taken to need when the run plans hash joins: measured, the whole
 /// process peaked at 5.18 GiB with hash joins and no budget at 169M input rows (10M customers;
