@@ -215,11 +215,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The next batches of `stream`, four per thread of `threads` (None at its end): the unit of
-/// work that ordered parallel steps (scoring, predicting) take from a stored table.
+/// Batches per thread in a group of [`next_group`].
+pub const BATCHES_PER_THREAD: usize = 4;
+
+/// The next batches of `stream`, [`BATCHES_PER_THREAD`] per thread of `threads` (None at its
+/// end): the unit of work that ordered parallel steps (scoring, predicting) take from a stored
+/// table.
 pub async fn next_group(stream: &mut Batches, threads: usize) -> Result<Option<Vec<RecordBatch>>> {
     let mut group = Vec::new();
-    while group.len() < threads.max(1) * 4 {
+    while group.len() < threads.max(1) * BATCHES_PER_THREAD {
         match stream.next().await {
             Some(b) => group.push(b?),
             None => break,

@@ -15,7 +15,7 @@ use super::registry::Registry;
 use super::target::{feature_spec, Target};
 use super::training_set::{training_set, Labelled, Snapshots};
 use crate::config::Config;
-use crate::engine::stored::{next_group, read_ahead};
+use crate::engine::stored::{next_group, read_ahead, BATCHES_PER_THREAD};
 use crate::engine::{
     catalog, params, run_jobs, session, Release, RunDate, Scratch, Stages, Tables,
 };
@@ -183,9 +183,11 @@ async fn for_each_id(set: &Labelled, mut f: impl FnMut(&str)) -> Result<()> {
 /// while the next batches are read.
 async fn predict(model: &flywheel_models::Model, set: &Labelled) -> Result<Vec<f64>> {
     let mut p = Vec::with_capacity(set.y.len());
-    let mut rows = read_ahead(set.rows.batches(None).await?, 8);
-    while let Some(group) = next_group(&mut rows, 2).await? {
-        let parts = crate::parallel::map_ordered(&group, 2, |b| {
+    const THREADS: usize = 2;
+    let ahead = THREADS * BATCHES_PER_THREAD; // the next group, read while this one is scored
+    let mut rows = read_ahead(set.rows.batches(None).await?, ahead);
+    while let Some(group) = next_group(&mut rows, THREADS).await? {
+        let parts = crate::parallel::map_ordered(&group, THREADS, |b| {
             Ok(model.predict(&model.preprocessor.transform(b)?))
         })?;
         p.extend(parts.into_iter().flatten());
