@@ -8,7 +8,9 @@
 //! [`PSI_FLOOR`] so that an empty bin gives a large but finite term; a bin empty on both sides adds
 //! nothing. The usual reading: below 0.1 stable, 0.1 to 0.25 watch, above 0.25 retrain.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
 use serde::{Deserialize, Serialize};
@@ -43,52 +45,60 @@ pub enum Value {
 impl Reference {
     /// The reference of a numeric variable from its training values.
     pub fn numeric(variable: &str, values: &[Option<f64>]) -> Reference {
-        let mut sorted: Vec<f64> = values
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        sorted.sort_by(f64::total_cmp);
-        let mut edges: Vec<f64> = Vec::new();
-        if !sorted.is_empty() {
-            for k in 1..10 {
-                // Nearest-rank decile: the smallest value with at least k/10 of the rows at or below it.
-                let rank = (k * sorted.len()).div_ceil(10).max(1);
-                let e = sorted[rank - 1];
-                if edges.last() != Some(&e) {
-                    edges.push(e);
-                }
-            }
-            // A top edge equal to the maximum would leave the last bin empty by construction.
-            if edges.last() == sorted.last() && edges.len() > 1 {
-                edges.pop();
-            }
-        }
-        let mut r = Reference {
-            variable: variable.to_string(),
-            edges,
-            levels: vec![],
-            shares: vec![],
-        };
-        let numbers: Vec<Option<Value>> = values.iter().map(|v| v.map(Value::Number)).collect();
-        r.shares = r.shares_of(&numbers);
-        r
+        Reference::of_columns(
+            variable,
+            &[Values::Numbers(values.iter().copied().collect())],
+        )
     }
 
     /// The reference of a categorical variable from its training values (levels sorted).
     pub fn categorical(variable: &str, values: &[Option<String>]) -> Reference {
-        let mut levels: Vec<String> = values.iter().flatten().cloned().collect();
-        levels.sort();
-        levels.dedup();
+        let text: StringArray = values.iter().map(|v| v.as_deref()).collect();
+        Reference::of_columns(variable, &[Values::Text(text)])
+    }
+
+    /// The reference of a variable from its training values, given as the parts of its column
+    /// ([`Values::of`] of each batch): categorical when some part holds a text value, numeric
+    /// otherwise (a text column with nothing but nulls has no edges, and every row in its null
+    /// bin).
+    pub fn of_columns(variable: &str, parts: &[Values]) -> Reference {
+        let texts = || {
+            parts.iter().filter_map(|p| match p {
+                Values::Text(t) => Some(t),
+                Values::Numbers(_) => None,
+            })
+        };
         let mut r = Reference {
             variable: variable.to_string(),
             edges: vec![],
-            levels,
+            levels: vec![],
             shares: vec![],
         };
-        let cats: Vec<Option<Value>> = values.iter().map(|v| v.clone().map(Value::Level)).collect();
-        r.shares = r.shares_of(&cats);
+        if texts().any(|t| t.null_count() < t.len()) {
+            let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
+            texts().flat_map(|t| t.iter().flatten()).for_each(|l| {
+                seen.entry(l).or_default();
+            });
+            r.levels = seen.into_keys().map(str::to_string).collect();
+        } else {
+            let mut sorted: Vec<f64> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    Values::Numbers(n) => Some(n),
+                    Values::Text(_) => None,
+                })
+                .flat_map(|n| n.iter().flatten())
+                .filter(|v| v.is_finite())
+                .collect();
+            // Values equal under `total_cmp` have the same bits: any sort gives the same order.
+            sorted.sort_unstable_by(f64::total_cmp);
+            r.edges = decile_edges(&sorted);
+        }
+        let mut counts = r.no_counts();
+        parts
+            .iter()
+            .for_each(|p| r.count_values(p, None, &mut counts));
+        r.shares = shares(&counts);
         r
     }
 
@@ -101,12 +111,48 @@ impl Reference {
     }
 
     fn bin(&self, v: &Option<Value>) -> usize {
-        let nulls = self.bins() - 1;
         match v {
-            None => nulls,
-            Some(Value::Number(x)) if x.is_nan() => nulls,
-            Some(Value::Number(x)) => self.edges.partition_point(|e| e < x),
-            Some(Value::Level(l)) => self.levels.binary_search(l).unwrap_or(self.levels.len()),
+            None => self.bins() - 1,
+            Some(Value::Number(x)) => self.bin_number(Some(*x)),
+            Some(Value::Level(l)) => self.bin_level(Some(l)),
+        }
+    }
+
+    /// The bin of a number (NaN with the nulls).
+    fn bin_number(&self, x: Option<f64>) -> usize {
+        match x {
+            Some(x) if !x.is_nan() => self.edges.partition_point(|e| *e < x),
+            _ => self.bins() - 1,
+        }
+    }
+
+    /// The bin of a level (one not seen in training: the bin after the levels).
+    fn bin_level(&self, l: Option<&str>) -> usize {
+        match l {
+            Some(l) => self
+                .levels
+                .binary_search_by(|x| x.as_str().cmp(l))
+                .unwrap_or(self.levels.len()),
+            None => self.bins() - 1,
+        }
+    }
+
+    /// Add the bins of a column's values to `counts` (one per bin; start from
+    /// [`Reference::no_counts`]), only the rows where `keep` is true when it is given (one per
+    /// value): the same counts as [`Reference::count`] of those values.
+    pub fn count_values(&self, values: &Values, keep: Option<&[bool]>, counts: &mut [u64]) {
+        let kept = |i: usize| keep.is_none_or(|k| k[i]);
+        match values {
+            Values::Numbers(n) => n
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| kept(*i))
+                .for_each(|(_, x)| counts[self.bin_number(x)] += 1),
+            Values::Text(t) => t
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| kept(*i))
+                .for_each(|(_, l)| counts[self.bin_level(l)] += 1),
         }
     }
 
@@ -173,64 +219,64 @@ pub fn reading(psi: f64) -> &'static str {
     }
 }
 
-/// The values of column `name` of `batches`: numbers for numeric and boolean columns (true = 1),
-/// levels for string columns.
-pub fn column_values(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<Value>>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = b
-            .column_by_name(name)
-            .ok_or_else(|| ModelError::Schema(format!("feature column {name} is missing")))?;
-        match c.data_type() {
+/// The nearest-rank decile edges of finite values sorted by `total_cmp`, duplicates dropped
+/// (none for no values).
+fn decile_edges(sorted: &[f64]) -> Vec<f64> {
+    let mut edges: Vec<f64> = Vec::new();
+    if sorted.is_empty() {
+        return edges;
+    }
+    for k in 1..10 {
+        // Nearest-rank decile: the smallest value with at least k/10 of the rows at or below it.
+        let rank = (k * sorted.len()).div_ceil(10).max(1);
+        let e = sorted[rank - 1];
+        if edges.last() != Some(&e) {
+            edges.push(e);
+        }
+    }
+    // A top edge equal to the maximum would leave the last bin empty by construction.
+    if edges.last() == sorted.last() && edges.len() > 1 {
+        edges.pop();
+    }
+    edges
+}
+
+/// A column's values as the drift bins read them: text for string and dictionary columns,
+/// numbers for every other type (cast to f64; booleans true = 1).
+pub enum Values {
+    Text(StringArray),
+    Numbers(Float64Array),
+}
+
+impl Values {
+    /// The values of an array.
+    pub fn of(c: &ArrayRef) -> Result<Values> {
+        let schema_error = |e: arrow::error::ArrowError| ModelError::Schema(e.to_string());
+        Ok(match c.data_type() {
             DataType::Utf8
             | DataType::LargeUtf8
             | DataType::Utf8View
-            | DataType::Dictionary(_, _) => {
-                let s = cast(c, &DataType::Utf8).map_err(|e| ModelError::Schema(e.to_string()))?;
-                out.extend(
-                    s.as_string::<i32>()
-                        .iter()
-                        .map(|v| v.map(|v| Value::Level(v.to_string()))),
-                );
-            }
-            _ => {
-                let f =
-                    cast(c, &DataType::Float64).map_err(|e| ModelError::Schema(e.to_string()))?;
-                out.extend(
-                    f.as_primitive::<Float64Type>()
-                        .iter()
-                        .map(|v| v.map(Value::Number)),
-                );
-            }
-        }
+            | DataType::Dictionary(_, _) => Values::Text(
+                cast(c, &DataType::Utf8)
+                    .map_err(schema_error)?
+                    .as_string::<i32>()
+                    .clone(),
+            ),
+            _ => Values::Numbers(
+                cast(c, &DataType::Float64)
+                    .map_err(schema_error)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
+            ),
+        })
     }
-    Ok(out)
-}
 
-/// The reference of a column, numeric or categorical by its values.
-pub fn reference_of(name: &str, values: &[Option<Value>]) -> Reference {
-    if values
-        .iter()
-        .flatten()
-        .any(|v| matches!(v, Value::Level(_)))
-    {
-        let levels: Vec<Option<String>> = values
-            .iter()
-            .map(|v| match v {
-                Some(Value::Level(l)) => Some(l.clone()),
-                _ => None,
-            })
-            .collect();
-        Reference::categorical(name, &levels)
-    } else {
-        let numbers: Vec<Option<f64>> = values
-            .iter()
-            .map(|v| match v {
-                Some(Value::Number(x)) => Some(*x),
-                _ => None,
-            })
-            .collect();
-        Reference::numeric(name, &numbers)
+    /// The values of column `name` of a batch.
+    pub fn of_column(batch: &RecordBatch, name: &str) -> Result<Values> {
+        let c = batch
+            .column_by_name(name)
+            .ok_or_else(|| ModelError::Schema(format!("feature column {name} is missing")))?;
+        Values::of(c)
     }
 }
 
@@ -294,6 +340,86 @@ mod tests {
         assert_eq!(c.shares, vec![0.25, 0.5, 0.0, 0.25]);
         let unseen = vec![Some(Value::Level("z".into()))];
         assert_eq!(c.shares_of(&unseen), vec![0.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn a_column_in_parts_gives_the_reference_and_counts_of_its_values_at_once() {
+        // Ties, a NaN, infinities and nulls, split over two parts at an arbitrary row.
+        let numbers: Vec<Option<f64>> = (0..997)
+            .map(|i| match i % 13 {
+                0 => None,
+                1 => Some(f64::NAN),
+                2 if i % 2 == 0 => Some(f64::INFINITY),
+                2 => Some(f64::NEG_INFINITY),
+                _ => Some(((i * 7919) % 101) as f64 / 4.0),
+            })
+            .collect();
+        let whole = Reference::numeric("x", &numbers);
+        let (a, b) = numbers.split_at(401);
+        let parts = [
+            Values::Numbers(a.iter().copied().collect()),
+            Values::Numbers(b.iter().copied().collect()),
+        ];
+        assert_eq!(Reference::of_columns("x", &parts), whole);
+        // The edges by hand: the nearest-rank deciles of the finite values.
+        let mut finite: Vec<f64> = numbers
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        finite.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        let rank = |k: usize| finite[(k * finite.len()).div_ceil(10) - 1];
+        let mut want: Vec<f64> = (1..10).map(rank).collect();
+        want.dedup();
+        if want.last() == finite.last() {
+            want.pop();
+        }
+        assert_eq!(whole.edges, want);
+        // Counting a column with a mask: the counts of the kept values (NaN with the nulls).
+        let keep: Vec<bool> = (0..numbers.len()).map(|i| i % 3 != 0).collect();
+        let kept: Vec<Option<Value>> = numbers
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(v, _)| v.map(Value::Number))
+            .collect();
+        let (mut by_column, mut by_value) = (whole.no_counts(), whole.no_counts());
+        whole.count_values(
+            &Values::Numbers(numbers.iter().copied().collect()),
+            Some(&keep),
+            &mut by_column,
+        );
+        whole.count(&kept, &mut by_value);
+        assert_eq!(by_column, by_value);
+        let nans = numbers
+            .iter()
+            .zip(&keep)
+            .filter(|(v, k)| **k && v.is_none_or(f64::is_nan))
+            .count();
+        assert_eq!(by_column[whole.no_counts().len() - 1], nans as u64);
+
+        // Text: levels sorted, a null bin; a text column of nulls only is numeric with no edges.
+        let text: Vec<Option<&str>> = vec![Some("b"), None, Some("a"), Some("b"), Some("c")];
+        let parts = [
+            Values::Text(text[..2].iter().copied().collect()),
+            Values::Text(text[2..].iter().copied().collect()),
+        ];
+        let r = Reference::of_columns("segment", &parts);
+        assert_eq!(r.levels, vec!["a", "b", "c"]);
+        assert_eq!(r.shares, vec![0.2, 0.4, 0.2, 0.0, 0.2]);
+        let unseen: StringArray = vec![Some("z"), Some("a"), None].into_iter().collect();
+        let mut counts = r.no_counts();
+        r.count_values(
+            &Values::Text(unseen),
+            Some(&[true, true, false]),
+            &mut counts,
+        );
+        assert_eq!(counts, vec![1, 0, 0, 1, 0]);
+        let nulls: StringArray = vec![None::<&str>, None].into_iter().collect();
+        let empty = Reference::of_columns("segment", &[Values::Text(nulls)]);
+        assert!(empty.edges.is_empty() && empty.levels.is_empty());
+        assert_eq!(empty.shares, vec![0.0, 1.0]);
     }
 
     #[test]

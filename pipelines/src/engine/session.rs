@@ -39,6 +39,16 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// A session with tables of its own over the same engine as `ctx`: its settings (the join
+/// choice included), its functions and its memory budget (shared, not a second one). For jobs
+/// that run at the same time and read tables under the same names.
+pub fn sibling(ctx: &SessionContext) -> SessionContext {
+    let s = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
+    super::udf::register(&s);
+    super::pick::register(&s);
+    s
+}
+
 /// A hash join whose build side the planner estimates under both limits is built once and
 /// shared by the probe side's partitions, which are then not shuffled by the join key
 /// (DataFusion's `CollectLeft`; its defaults are 1 MiB and 131,072 rows). Absolute limits: the

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use flywheel_models::drift::{column_values, reading, Value};
+use flywheel_models::drift::{reading, Values};
 use flywheel_models::ModelFile;
 use serde::Serialize;
 use tracing::warn;
@@ -134,7 +134,6 @@ pub fn count_batch(
     p_refer: &[Option<f64>],
     p_churn: &[Option<f64>],
 ) -> Result<BatchCounts> {
-    let batch = std::slice::from_ref(features);
     let mut out = Vec::new();
     for (target, model) in models {
         if model.drift_reference.is_empty() {
@@ -149,18 +148,12 @@ pub fn count_batch(
         let mut all = Vec::with_capacity(model.drift_reference.len());
         for reference in &model.drift_reference {
             let values = if reference.variable == SCORE_VARIABLE {
-                scores.iter().map(|p| p.map(Value::Number)).collect()
+                Values::Numbers(scores.iter().copied().collect())
             } else {
-                column_values(batch, &reference.variable)?
+                Values::of_column(features, &reference.variable)?
             };
-            let values: Vec<Option<Value>> = values
-                .into_iter()
-                .zip(&mask)
-                .filter(|(_, k)| **k)
-                .map(|(v, _)| v)
-                .collect();
             let mut counts = reference.no_counts();
-            reference.count(&values, &mut counts);
+            reference.count_values(&values, Some(&mask), &mut counts);
             all.push(counts);
         }
         out.push((*target, rows, all));

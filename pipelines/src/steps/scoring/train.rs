@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::registry::Registry;
 use super::target::{feature_spec, Target};
-use super::training_set::{training_set, Labelled, Snapshots};
+use super::training_set::{training_sets, Labelled, Snapshots};
 use crate::config::Config;
 use crate::engine::stored::{next_group, read_ahead, BATCHES_PER_THREAD};
 use crate::engine::{
@@ -229,8 +229,10 @@ pub async fn train(
     let target = req.target;
     let h = target.horizon_days(cfg);
     let (train_t, holdout_t) = (req.as_of.days_before(2 * h), req.as_of.days_before(h));
-    let older = training_set(ctx, cfg, target, &train_t, snapshots, scratch).await?;
-    let newer = training_set(ctx, cfg, target, &holdout_t, snapshots, scratch).await?;
+    let sets = training_sets(ctx, cfg, target, &[train_t, holdout_t], snapshots, scratch).await?;
+    let [older, newer]: [Labelled; 2] = sets
+        .try_into()
+        .map_err(|_| FlywheelError::internal("two snapshots gave another number of sets"))?;
     info!(target = target.name(), train_rows = older.y.len(), holdout_rows = newer.y.len(), %train_t, %holdout_t, "training sets built");
 
     let step = std::time::Instant::now();
@@ -296,19 +298,18 @@ async fn drift_reference(
     model: &flywheel_models::Model,
     set: &Labelled,
 ) -> Result<Vec<flywheel_models::drift::Reference>> {
-    use flywheel_models::drift::{column_values, reference_of, Reference};
-    let rows = set.y.len();
+    use flywheel_models::drift::{Reference, Values};
     let jobs = super::target::model_features(model)
         .into_iter()
         .map(|name| {
             let stored = set.rows.clone();
             async move {
-                let mut values = Vec::with_capacity(rows);
+                let mut parts = Vec::new();
                 let mut column = stored.batches(Some(&[name.as_str()])).await?;
                 while let Some(b) = column.next().await {
-                    values.extend(column_values(&[b?], &name)?);
+                    parts.push(Values::of_column(&b?, &name)?);
                 }
-                Ok(reference_of(&name, &values))
+                Ok(Reference::of_columns(&name, &parts))
             }
             .boxed()
         })
@@ -341,7 +342,17 @@ async fn fit_sampled(
     step: std::time::Instant,
 ) -> Result<(Fits, usize)> {
     let limit = cfg.train_sample_rows as usize;
-    let (older_fit, newer_fit) = (sample(older, limit).await?, sample(newer, limit).await?);
+    // Each sample is a pass over its stored set on one thread: both at once.
+    let jobs = [older, newer]
+        .map(|set| {
+            let set = set.clone();
+            async move { sample(&set, limit).await }.boxed()
+        })
+        .into();
+    let [older_fit, newer_fit]: [Sample; 2] = crate::parallel::spawn_ordered(jobs, 2)
+        .await?
+        .try_into()
+        .map_err(|_| FlywheelError::internal("two samples gave another number"))?;
     let fits = fit_both(cfg, target, older_fit, &newer_fit, step)?;
     let fitted_rows = newer_fit.y.len();
     if fitted_rows < newer.y.len() {

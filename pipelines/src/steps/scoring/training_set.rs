@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::target::Target;
 use crate::config::Config;
@@ -70,6 +70,7 @@ pub type Snapshots = BTreeMap<RunDate, Stored>;
 /// `sql/train_labels_<target>.sql` keeps, and their labels. The job gives each kept customer's
 /// id and label, in customer_id order like the snapshot; the features are read from the
 /// snapshot's stored file, so the set is not written again.
+#[derive(Clone)]
 pub struct Labelled {
     pub rows: Selected,
     pub y: Vec<bool>,
@@ -112,31 +113,52 @@ impl Selected {
     }
 }
 
-/// The labelled training set at snapshot `t` (its snapshot stored in `scratch`). `ctx` holds
-/// the inputs and the run date's `int_referral_signups`.
-pub async fn training_set(
+/// The labelled training sets of `target` at the snapshots `ts`, in that order (their snapshots
+/// stored in `scratch`). `ctx` holds the inputs and the run date's `int_referral_signups`. The
+/// snapshots not computed yet are computed one after the other (each job keeps every core busy);
+/// then the label jobs run all at once, each in a session of its own over `ctx`'s engine (its
+/// settings and its memory budget), since each alone is a single-threaded pass at its end.
+pub async fn training_sets(
     ctx: &SessionContext,
     cfg: &Config,
     target: Target,
-    t: &RunDate,
+    ts: &[RunDate],
     snapshots: &mut Snapshots,
     scratch: &Scratch,
-) -> Result<Labelled> {
-    let features = match snapshots.get(t) {
-        Some(f) => f.clone(),
-        None => {
+) -> Result<Vec<Labelled>> {
+    for t in ts {
+        if !snapshots.contains_key(t) {
             let f = features_at(ctx, cfg, t, scratch).await?;
-            snapshots.insert(*t, f.clone());
-            f
+            snapshots.insert(*t, f);
         }
-    };
-    features.register(ctx, SNAPSHOT)?;
-    let sql = label_sql(cfg, target, t)?;
-    crate::engine::runner::explain_if_asked(ctx, &target.labels_job(), &sql).await?;
-    let labelled = select_labelled(ctx, &sql, features).await;
-    ctx.deregister_table(SNAPSHOT)?;
-    labelled
+    }
+    let mut jobs = Vec::with_capacity(ts.len());
+    for t in ts {
+        let features = snapshots
+            .get(t)
+            .cloned()
+            .ok_or_else(|| FlywheelError::internal("a snapshot was not computed"))?;
+        let sql = label_sql(cfg, target, t)?;
+        let labels = crate::engine::session::sibling(ctx);
+        for name in contracts::inputs().iter().chain(&[LABELS_READ]) {
+            labels.register_table(*name, ctx.table_provider(*name).await?)?;
+        }
+        features.register(&labels, SNAPSHOT)?;
+        jobs.push(
+            async move {
+                crate::engine::runner::explain_if_asked(&labels, &target.labels_job(), &sql)
+                    .await?;
+                select_labelled(&labels, &sql, features).await
+            }
+            .boxed(),
+        );
+    }
+    let at_once = jobs.len();
+    crate::parallel::spawn_ordered(jobs, at_once).await
 }
+
+/// The intermediate table the label jobs read besides the inputs and the snapshot.
+const LABELS_READ: &str = "int_referral_signups";
 
 /// The name the label jobs read the snapshot's features under.
 const SNAPSHOT: &str = "snapshot_features";
