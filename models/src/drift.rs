@@ -58,9 +58,9 @@ impl Reference {
     }
 
     /// The reference of a variable from its training values, given as the parts of its column
-    /// ([`Values::of`] of each batch): categorical when some part holds a text value, numeric
-    /// otherwise (a text column with nothing but nulls has no edges, and every row in its null
-    /// bin).
+    /// ([`Values::of`] of each batch, so all of one kind): categorical when some part holds a
+    /// text value, numeric otherwise (a text column with nothing but nulls has no edges, and
+    /// every row in its null bin).
     pub fn of_columns(variable: &str, parts: &[Values]) -> Reference {
         let texts = || {
             parts.iter().filter_map(|p| match p {
