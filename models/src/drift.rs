@@ -35,13 +35,6 @@ pub struct Reference {
     pub shares: Vec<f64>,
 }
 
-/// One value of a variable: a number or a category.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Number(f64),
-    Level(String),
-}
-
 impl Reference {
     /// The reference of a numeric variable from its training values.
     pub fn numeric(variable: &str, values: &[Option<f64>]) -> Reference {
@@ -110,14 +103,6 @@ impl Reference {
         }
     }
 
-    fn bin(&self, v: &Option<Value>) -> usize {
-        match v {
-            None => self.bins() - 1,
-            Some(Value::Number(x)) => self.bin_number(Some(*x)),
-            Some(Value::Level(l)) => self.bin_level(Some(l)),
-        }
-    }
-
     /// The bin of a number (NaN with the nulls).
     fn bin_number(&self, x: Option<f64>) -> usize {
         match x {
@@ -139,7 +124,7 @@ impl Reference {
 
     /// Add the bins of a column's values to `counts` (one per bin; start from
     /// [`Reference::no_counts`]), only the rows where `keep` is true when it is given (one per
-    /// value): the same counts as [`Reference::count`] of those values.
+    /// value).
     pub fn count_values(&self, values: &Values, keep: Option<&[bool]>, counts: &mut [u64]) {
         let kept = |i: usize| keep.is_none_or(|k| k[i]);
         match values {
@@ -157,18 +142,10 @@ impl Reference {
     }
 
     /// The share of `values` in each bin (all zero when there are none).
-    pub fn shares_of(&self, values: &[Option<Value>]) -> Vec<f64> {
-        let mut counts = vec![0u64; self.bins()];
-        self.count(values, &mut counts);
+    pub fn shares_of(&self, values: &Values) -> Vec<f64> {
+        let mut counts = self.no_counts();
+        self.count_values(values, None, &mut counts);
         shares(&counts)
-    }
-
-    /// Add the bins of `values` to `counts` (one per bin; start from [`Reference::no_counts`]):
-    /// the shares of values seen in parts, as [`Reference::psi_of_counts`] reads them.
-    pub fn count(&self, values: &[Option<Value>], counts: &mut [u64]) {
-        for v in values {
-            counts[self.bin(v)] += 1;
-        }
     }
 
     /// A zero count per bin.
@@ -177,7 +154,7 @@ impl Reference {
     }
 
     /// The PSI of `values` against this reference.
-    pub fn psi(&self, values: &[Option<Value>]) -> f64 {
+    pub fn psi(&self, values: &Values) -> f64 {
         psi(&self.shares, &self.shares_of(values))
     }
 
@@ -284,8 +261,8 @@ impl Values {
 mod tests {
     use super::*;
 
-    fn nums(v: &[f64]) -> Vec<Option<Value>> {
-        v.iter().map(|x| Some(Value::Number(*x))).collect()
+    fn nums(v: &[f64]) -> Values {
+        Values::Numbers(Float64Array::from(v.to_vec()))
     }
 
     #[test]
@@ -329,7 +306,7 @@ mod tests {
         let r = Reference::numeric("visits", &train);
         assert_eq!(r.edges, vec![0.0, 1.0, 2.0]);
         assert_eq!(r.shares, vec![0.7, 0.1, 0.1, 0.1, 0.0]);
-        let with_null = vec![Some(Value::Number(0.0)), None];
+        let with_null = Values::Numbers(vec![Some(0.0), None].into());
         assert_eq!(r.shares_of(&with_null), vec![0.5, 0.0, 0.0, 0.0, 0.5]);
 
         let c = Reference::categorical(
@@ -338,7 +315,7 @@ mod tests {
         );
         assert_eq!(c.levels, vec!["a", "b"]);
         assert_eq!(c.shares, vec![0.25, 0.5, 0.0, 0.25]);
-        let unseen = vec![Some(Value::Level("z".into()))];
+        let unseen = Values::Text(vec![Some("z")].into());
         assert_eq!(c.shares_of(&unseen), vec![0.0, 0.0, 1.0, 0.0]);
     }
 
@@ -378,19 +355,21 @@ mod tests {
         assert_eq!(whole.edges, want);
         // Counting a column with a mask: the counts of the kept values (NaN with the nulls).
         let keep: Vec<bool> = (0..numbers.len()).map(|i| i % 3 != 0).collect();
-        let kept: Vec<Option<Value>> = numbers
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(v, _)| v.map(Value::Number))
-            .collect();
+        let kept = Values::Numbers(
+            numbers
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| *v)
+                .collect(),
+        );
         let (mut by_column, mut by_value) = (whole.no_counts(), whole.no_counts());
         whole.count_values(
             &Values::Numbers(numbers.iter().copied().collect()),
             Some(&keep),
             &mut by_column,
         );
-        whole.count(&kept, &mut by_value);
+        whole.count_values(&kept, None, &mut by_value);
         assert_eq!(by_column, by_value);
         let nans = numbers
             .iter()

@@ -70,6 +70,17 @@ pub async fn spawn_ordered<R: Send + 'static>(
     Ok(done.into_iter().map(|(_, r)| r).collect())
 }
 
+/// A fixed number of jobs run at once as [`spawn_ordered`] runs them: their results in their
+/// order, as an array.
+pub async fn spawn_each<R: Send + 'static, const N: usize>(
+    jobs: [futures::future::BoxFuture<'static, Result<R>>; N],
+) -> Result<[R; N]> {
+    spawn_ordered(Vec::from(jobs), N)
+        .await?
+        .try_into()
+        .map_err(|_| FlywheelError::internal("a task gave no result"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

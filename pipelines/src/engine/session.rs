@@ -39,14 +39,18 @@ pub fn session(cfg: &Config) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// A session with tables of its own over the same engine as `ctx`: its settings (the join
-/// choice included), its functions and its memory budget (shared, not a second one). For jobs
-/// that run at the same time and read tables under the same names.
-pub fn sibling(ctx: &SessionContext) -> SessionContext {
+/// A session over the same engine as `ctx` (its settings, the join choice included, its
+/// functions and its memory budget: shared, not a second one) that sees `ctx`'s tables `shared`
+/// and otherwise tables of its own: for jobs that read the same inputs under the same names
+/// but other tables or dates (a training snapshot, a label job running beside another).
+pub async fn sibling(ctx: &SessionContext, shared: &[&str]) -> Result<SessionContext> {
     let s = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
     super::udf::register(&s);
     super::pick::register(&s);
-    s
+    for name in shared {
+        s.register_table(*name, ctx.table_provider(*name).await?)?;
+    }
+    Ok(s)
 }
 
 /// A hash join whose build side the planner estimates under both limits is built once and
@@ -98,10 +102,4 @@ pub fn set_hash_joins(ctx: &SessionContext, hash: bool) {
     let state = ctx.state_ref();
     let mut state = state.write();
     state.config_mut().options_mut().optimizer.prefer_hash_join = hash;
-}
-
-/// Give `to` the join choice of `from` (a session of its own over the same inputs, e.g. a
-/// training snapshot).
-pub fn same_joins(from: &SessionContext, to: &SessionContext) {
-    set_hash_joins(to, hash_joins(from));
 }

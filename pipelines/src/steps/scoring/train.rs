@@ -229,10 +229,8 @@ pub async fn train(
     let target = req.target;
     let h = target.horizon_days(cfg);
     let (train_t, holdout_t) = (req.as_of.days_before(2 * h), req.as_of.days_before(h));
-    let sets = training_sets(ctx, cfg, target, &[train_t, holdout_t], snapshots, scratch).await?;
-    let [older, newer]: [Labelled; 2] = sets
-        .try_into()
-        .map_err(|_| FlywheelError::internal("two snapshots gave another number of sets"))?;
+    let [older, newer] =
+        training_sets(ctx, cfg, target, [train_t, holdout_t], snapshots, scratch).await?;
     info!(target = target.name(), train_rows = older.y.len(), holdout_rows = newer.y.len(), %train_t, %holdout_t, "training sets built");
 
     let step = std::time::Instant::now();
@@ -343,16 +341,11 @@ async fn fit_sampled(
 ) -> Result<(Fits, usize)> {
     let limit = cfg.train_sample_rows as usize;
     // Each sample is a pass over its stored set on one thread: both at once.
-    let jobs = [older, newer]
-        .map(|set| {
-            let set = set.clone();
-            async move { sample(&set, limit).await }.boxed()
-        })
-        .into();
-    let [older_fit, newer_fit]: [Sample; 2] = crate::parallel::spawn_ordered(jobs, 2)
-        .await?
-        .try_into()
-        .map_err(|_| FlywheelError::internal("two samples gave another number"))?;
+    let [older_fit, newer_fit] = crate::parallel::spawn_each([older, newer].map(|set| {
+        let set = set.clone();
+        async move { sample(&set, limit).await }.boxed()
+    }))
+    .await?;
     let fits = fit_both(cfg, target, older_fit, &newer_fit, step)?;
     let fitted_rows = newer_fit.y.len();
     if fitted_rows < newer.y.len() {

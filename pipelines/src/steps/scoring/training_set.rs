@@ -14,12 +14,12 @@ use super::target::Target;
 use crate::config::Config;
 use crate::contracts;
 use crate::engine::{
-    catalog, params, run_jobs, session, stored::Batches, Release, RunDate, Scratch, Stages, Stored,
-    Table, Tables,
+    catalog, params, run_jobs, stored::Batches, Release, RunDate, Scratch, Stages, Stored, Table,
+    Tables,
 };
 use crate::error::{FlywheelError, Result};
 
-/// customer_features evaluated at snapshot `t` in a session of its own, stored in a folder of
+/// customer_features evaluated at snapshot `t` in a sibling session of `ctx`, stored in a folder of
 /// `scratch` of its own. `ctx` holds the validated inputs and the tables that do not depend on
 /// the date or hold what was known at every earlier day ([`AS_OF_ANY_EARLIER`], computed at the
 /// run date, which is `t` or later); the jobs that read `t` run again.
@@ -29,12 +29,8 @@ pub async fn features_at(
     t: &RunDate,
     scratch: &Scratch,
 ) -> Result<Stored> {
-    let snap = session(cfg)?;
-    crate::engine::session::same_joins(ctx, &snap);
-    for name in contracts::inputs().iter().chain(&AS_OF_ANY_EARLIER) {
-        let provider = ctx.table_provider(*name).await?;
-        snap.register_table(*name, provider)?;
-    }
+    let shared = [contracts::inputs(), &AS_OF_ANY_EARLIER].concat();
+    let snap = crate::engine::session::sibling(ctx, &shared).await?;
     let needed = catalog::jobs_for(&[FEATURES], &AS_OF_ANY_EARLIER)?;
     let mut tables = Tables::default();
     let scratch = scratch.child(&format!("snapshot-{t}"));
@@ -118,43 +114,38 @@ impl Selected {
 /// snapshots not computed yet are computed one after the other (each job keeps every core busy);
 /// then the label jobs run all at once, each in a session of its own over `ctx`'s engine (its
 /// settings and its memory budget), since each alone is a single-threaded pass at its end.
-pub async fn training_sets(
+pub async fn training_sets<const N: usize>(
     ctx: &SessionContext,
     cfg: &Config,
     target: Target,
-    ts: &[RunDate],
+    ts: [RunDate; N],
     snapshots: &mut Snapshots,
     scratch: &Scratch,
-) -> Result<Vec<Labelled>> {
-    for t in ts {
+) -> Result<[Labelled; N]> {
+    for t in &ts {
         if !snapshots.contains_key(t) {
             let f = features_at(ctx, cfg, t, scratch).await?;
             snapshots.insert(*t, f);
         }
     }
-    let mut jobs = Vec::with_capacity(ts.len());
-    for t in ts {
-        let features = snapshots
-            .get(t)
-            .cloned()
-            .ok_or_else(|| FlywheelError::internal("a snapshot was not computed"))?;
-        let sql = label_sql(cfg, target, t)?;
-        let labels = crate::engine::session::sibling(ctx);
-        for name in contracts::inputs().iter().chain(&[LABELS_READ]) {
-            labels.register_table(*name, ctx.table_provider(*name).await?)?;
-        }
-        features.register(&labels, SNAPSHOT)?;
-        jobs.push(
-            async move {
-                crate::engine::runner::explain_if_asked(&labels, &target.labels_job(), &sql)
-                    .await?;
-                select_labelled(&labels, &sql, features).await
-            }
-            .boxed(),
+    let jobs = ts.map(|t| {
+        let (features, sql, ctx) = (
+            snapshots.get(&t).cloned(),
+            label_sql(cfg, target, &t),
+            ctx.clone(),
         );
-    }
-    let at_once = jobs.len();
-    crate::parallel::spawn_ordered(jobs, at_once).await
+        async move {
+            let features =
+                features.ok_or_else(|| FlywheelError::internal("a snapshot was not computed"))?;
+            let (sql, shared) = (sql?, [contracts::inputs(), &[LABELS_READ]].concat());
+            let labels = crate::engine::session::sibling(&ctx, &shared).await?;
+            features.register(&labels, SNAPSHOT)?;
+            crate::engine::runner::explain_if_asked(&labels, &target.labels_job(), &sql).await?;
+            select_labelled(&labels, &sql, features).await
+        }
+        .boxed()
+    });
+    crate::parallel::spawn_each(jobs).await
 }
 
 /// The intermediate table the label jobs read besides the inputs and the snapshot.
