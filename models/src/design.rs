@@ -144,15 +144,20 @@ impl Preprocessor {
             .unwrap_or(design_name)
     }
 
-    /// The design matrix of a batch.
+    /// The design matrix of a batch, row-major. Filled through one flat slice, a row at a time:
+    /// writing each value through a row view of the matrix cost more than computing it (a
+    /// quarter of the nightly scoring's CPU).
     pub fn transform(&self, batch: &RecordBatch) -> Result<Array2<f64>> {
         let n = batch.num_rows();
         let width = self.column_names().len();
-        let mut x = Array2::<f64>::zeros((n, width));
+        let mut flat = vec![0.0f64; n * width];
+        if width == 0 {
+            return Ok(Array2::zeros((n, 0)));
+        }
         let mut j = 0;
         for c in &self.numeric {
             let values = float_array(batch, &c.name)?;
-            for (mut row, v) in x.rows_mut().into_iter().zip(values.iter()) {
+            for (row, v) in flat.chunks_exact_mut(width).zip(values.iter()) {
                 row[j] = (v.unwrap_or(c.impute) - c.mean) / c.std;
                 if c.missing_indicator {
                     row[j + 1] = if v.is_none() { 1.0 } else { 0.0 };
@@ -165,7 +170,7 @@ impl Preprocessor {
             let b = a.as_boolean_opt().ok_or_else(|| {
                 ModelError::Schema(format!("feature column {name} is not boolean"))
             })?;
-            for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+            for (i, row) in flat.chunks_exact_mut(width).enumerate() {
                 row[j] = if b.is_valid(i) && b.value(i) {
                     1.0
                 } else {
@@ -176,7 +181,7 @@ impl Preprocessor {
         }
         for c in &self.categorical {
             let values = string_array(batch, &c.name)?;
-            for (mut row, v) in x.rows_mut().into_iter().zip(values.iter()) {
+            for (row, v) in flat.chunks_exact_mut(width).zip(values.iter()) {
                 let pos = v.and_then(|v| c.levels.binary_search_by(|l| l.as_str().cmp(v)).ok());
                 if let Some(pos) = pos {
                     row[j + pos] = 1.0;
@@ -184,6 +189,7 @@ impl Preprocessor {
             }
             j += c.levels.len();
         }
-        Ok(x)
+        Array2::from_shape_vec((n, width), flat)
+            .map_err(|e| ModelError::Schema(format!("design matrix of {n} rows: {e}")))
     }
 }

@@ -202,12 +202,34 @@ pub fn sigmoid(z: f64) -> f64 {
     }
 }
 
-/// One customer's score and the features that push it up most.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Score {
+/// One customer's score and the features that push it up most (their names borrowed from the
+/// model: a million customers' scores allocate no text).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score<'m> {
     pub p: f64,
+    top: [(&'m str, f64); TOP_FEATURES],
+    len: usize,
+}
+
+/// How many features a score's reasons name at most.
+pub const TOP_FEATURES: usize = 3;
+
+impl<'m> Score<'m> {
+    /// A score with the features `top` (the first [`TOP_FEATURES`] of them).
+    pub fn new(p: f64, top: &[(&'m str, f64)]) -> Score<'m> {
+        let mut out = Score {
+            p,
+            top: [("", 0.0); TOP_FEATURES],
+            len: top.len().min(TOP_FEATURES),
+        };
+        out.top[..out.len].copy_from_slice(&top[..out.len]);
+        out
+    }
+
     /// Up to three (feature, contribution) with positive contribution, largest first.
-    pub top_features: Vec<(String, f64)>,
+    pub fn top_features(&self) -> &[(&'m str, f64)] {
+        &self.top[..self.len]
+    }
 }
 
 impl Model {
@@ -227,7 +249,7 @@ impl Model {
     }
 
     /// Score a batch of features.
-    pub fn score(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<Score>> {
+    pub fn score(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<Score<'_>>> {
         let x = self.preprocessor.transform(batch)?;
         let p = self.predict(&x);
         // Design columns grouped by source feature (one-hot levels and missing indicators add up).
@@ -261,12 +283,12 @@ impl Model {
                     .total_cmp(&sums[*a])
                     .then_with(|| sources[*a].cmp(sources[*b]))
             });
-            let top_features = order
-                .iter()
-                .take(3)
-                .map(|k| (sources[*k].to_string(), sums[*k]))
-                .collect();
-            out.push(Score { p, top_features });
+            let mut top = [("", 0.0); TOP_FEATURES];
+            let len = order.len().min(TOP_FEATURES);
+            for (slot, k) in top.iter_mut().zip(&order) {
+                *slot = (sources[*k], sums[*k]);
+            }
+            out.push(Score { p, top, len });
         }
         Ok(out)
     }

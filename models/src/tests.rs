@@ -247,3 +247,44 @@ fn a_warm_started_large_fit_finds_the_cold_fit_optimum() {
     // Still P(true): the planted effect of x is positive although `true` is rare.
     assert!(warm.coefficient("x").unwrap() > 1.0);
 }
+
+/// A score's reasons are its features' positive contributions (a feature's one-hot levels and
+/// missing indicator add up), largest first, three at most; the probability is the model's.
+#[test]
+fn a_scores_reasons_are_its_positive_contributions_by_feature_largest_first() {
+    let (b, y) = imbalanced(1000);
+    let pre = Preprocessor::fit(&spec(), std::slice::from_ref(&b)).unwrap();
+    let x = pre.transform(&b).unwrap();
+    let mut model = fit(pre, &x, &y, &settings()).unwrap();
+    for (name, c) in model.coefficients.iter_mut() {
+        *c = match name.as_str() {
+            "x" => 0.0,
+            "x__missing" => 3.0,
+            "flag" => 2.0,
+            "cat=a" => 1.0,
+            _ => -1.0,
+        };
+    }
+    let new = batch(
+        &[None, Some(1.0), Some(0.5), None],
+        &[true, false, true, false],
+        &["a", "b", "a", "zzz"],
+    );
+    let scores = model.score(&new).unwrap();
+    let tops: Vec<Vec<(&str, f64)>> = scores.iter().map(|s| s.top_features().to_vec()).collect();
+    assert_eq!(
+        tops,
+        vec![
+            vec![("x", 3.0), ("flag", 2.0), ("cat", 1.0)],
+            vec![],
+            vec![("flag", 2.0), ("cat", 1.0)],
+            vec![("x", 3.0)],
+        ]
+    );
+    let p = model.probabilities(&new).unwrap();
+    assert_eq!(scores.iter().map(|s| s.p).collect::<Vec<_>>(), p);
+
+    let many = [("a", 4.0), ("b", 3.0), ("c", 2.0), ("d", 1.0)];
+    assert_eq!(Score::new(0.5, &many).top_features(), &many[..3]);
+    assert_eq!(Score::new(0.5, &many[..1]).top_features(), &many[..1]);
+}

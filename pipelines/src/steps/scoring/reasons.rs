@@ -143,7 +143,7 @@ impl<'a> Described<'a> {
 /// first) so that a batch reuses one buffer.
 pub fn reasons_into(out: &mut String, s: &flywheel_models::Score, d: &Described, i: usize) {
     out.clear();
-    for (k, (f, _)) in s.top_features.iter().enumerate() {
+    for (k, (f, _)) in s.top_features().iter().enumerate() {
         if k > 0 {
             out.push_str("; ");
         }
@@ -160,11 +160,9 @@ mod tests {
 
     use super::*;
 
-    fn score(features: &[&str]) -> flywheel_models::Score {
-        flywheel_models::Score {
-            p: 0.5,
-            top_features: features.iter().map(|f| (f.to_string(), 1.0)).collect(),
-        }
+    fn score<'f>(features: &[&'f str]) -> flywheel_models::Score<'f> {
+        let top: Vec<(&str, f64)> = features.iter().map(|f| (*f, 1.0)).collect();
+        flywheel_models::Score::new(0.5, &top)
     }
 
     #[test]

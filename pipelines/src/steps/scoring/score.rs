@@ -249,7 +249,7 @@ struct ScoredPart {
 }
 
 fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<ScoredPart> {
-    let score_with = |t: Target| -> Result<Option<Vec<flywheel_models::Score>>> {
+    let score_with = |t: Target| -> Result<Option<Vec<flywheel_models::Score<'_>>>> {
         models
             .get(&t)
             .map(|m| m.model.score(b))
@@ -275,7 +275,7 @@ fn score_batch(models: &BTreeMap<Target, ModelFile>, b: &RecordBatch) -> Result<
 /// One target's probabilities and reasons for the rows of a batch (null without a model or
 /// outside `scored`), the reasons written into one reused buffer and appended as they come.
 fn scored_column(
-    scores: Option<&[flywheel_models::Score]>,
+    scores: Option<&[flywheel_models::Score<'_>]>,
     scored: impl Fn(usize) -> bool,
     described: &Described,
 ) -> (Vec<Option<f64>>, StringArray) {
