@@ -8,7 +8,7 @@
 //! [`PSI_FLOOR`] so that an empty bin gives a large but finite term; a bin empty on both sides adds
 //! nothing. The usual reading: below 0.1 stable, 0.1 to 0.25 watch, above 0.25 retrain.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
@@ -55,12 +55,7 @@ impl Reference {
     /// text value, numeric otherwise (a text column with nothing but nulls has no edges, and
     /// every row in its null bin).
     pub fn of_columns(variable: &str, parts: &[Values]) -> Reference {
-        let texts = || {
-            parts.iter().filter_map(|p| match p {
-                Values::Text(t) => Some(t),
-                Values::Numbers(_) => None,
-            })
-        };
+        let texts = || parts.iter().filter_map(Values::text);
         let mut r = Reference {
             variable: variable.to_string(),
             edges: vec![],
@@ -68,18 +63,12 @@ impl Reference {
             shares: vec![],
         };
         if texts().any(|t| t.null_count() < t.len()) {
-            let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
-            texts().flat_map(|t| t.iter().flatten()).for_each(|l| {
-                seen.entry(l).or_default();
-            });
-            r.levels = seen.into_keys().map(str::to_string).collect();
+            let seen: BTreeSet<&str> = texts().flat_map(|t| t.iter().flatten()).collect();
+            r.levels = seen.into_iter().map(str::to_string).collect();
         } else {
             let mut sorted: Vec<f64> = parts
                 .iter()
-                .filter_map(|p| match p {
-                    Values::Numbers(n) => Some(n),
-                    Values::Text(_) => None,
-                })
+                .filter_map(Values::numbers)
                 .flat_map(|n| n.iter().flatten())
                 .filter(|v| v.is_finite())
                 .collect();
@@ -246,6 +235,22 @@ impl Values {
                     .clone(),
             ),
         })
+    }
+
+    /// The values when they are text.
+    fn text(&self) -> Option<&StringArray> {
+        match self {
+            Values::Text(t) => Some(t),
+            Values::Numbers(_) => None,
+        }
+    }
+
+    /// The values when they are numbers.
+    fn numbers(&self) -> Option<&Float64Array> {
+        match self {
+            Values::Numbers(n) => Some(n),
+            Values::Text(_) => None,
+        }
     }
 
     /// The values of column `name` of a batch.

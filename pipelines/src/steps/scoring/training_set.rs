@@ -129,15 +129,17 @@ pub async fn training_sets<const N: usize>(
         }
     }
     let jobs = ts.map(|t| {
-        let (features, sql, ctx) = (
+        let (features, sql, reads, ctx) = (
             snapshots.get(&t).cloned(),
             label_sql(cfg, target, &t),
+            label_reads(target),
             ctx.clone(),
         );
         async move {
             let features =
                 features.ok_or_else(|| FlywheelError::internal("a snapshot was not computed"))?;
-            let (sql, shared) = (sql?, [contracts::inputs(), &[LABELS_READ]].concat());
+            let (sql, reads) = (sql?, reads?);
+            let shared: Vec<&str> = reads.iter().map(String::as_str).collect();
             let labels = crate::engine::session::sibling(&ctx, &shared).await?;
             features.register(&labels, SNAPSHOT)?;
             crate::engine::runner::explain_if_asked(&labels, &target.labels_job(), &sql).await?;
@@ -148,8 +150,12 @@ pub async fn training_sets<const N: usize>(
     crate::parallel::spawn_each(jobs).await
 }
 
-/// The intermediate table the label jobs read besides the inputs and the snapshot.
-const LABELS_READ: &str = "int_referral_signups";
+/// The tables of `ctx` the label job of `target` reads besides the snapshot, as the catalog
+/// finds them in its SQL.
+fn label_reads(target: Target) -> Result<Vec<String>> {
+    let job = catalog::training_job(&target.labels_job())?;
+    Ok(job.reads.into_iter().filter(|t| t != SNAPSHOT).collect())
+}
 
 /// The name the label jobs read the snapshot's features under.
 const SNAPSHOT: &str = "snapshot_features";
